@@ -1,0 +1,150 @@
+"""The Python API: ``encode(image) -> bytes``, ``decode(bytes) -> array``, ``info(bytes) -> dict``.
+
+Also the file helpers the CLI shares: reading inputs with one-line errors, refusing to overwrite
+an input, and :func:`codec.fileio.write_atomic` (a failure never leaves a partial file).
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from . import container, imageio, registry
+from .fileio import write_atomic
+from .errors import FormatError, InputError, ModelError
+from .models.mcquic import pad_to_multiple
+
+DEFAULT_THREADS = 2
+"""Torch threads used for inference.  Fixed (not the caller's setting) so bytes and decodes are
+identical whatever ``torch.set_num_threads`` says; override with the ``CODEC_THREADS`` variable."""
+
+
+@contextmanager
+def _inference() -> Iterator[None]:
+    """Run networks with the codec's own thread count and no autograd; restore the caller's threads."""
+    previous = torch.get_num_threads()
+    try:
+        threads = int(os.environ.get("CODEC_THREADS", DEFAULT_THREADS))
+    except ValueError:
+        raise InputError("CODEC_THREADS must be an integer") from None
+    torch.set_num_threads(max(1, threads))
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def encode(image: object, model: str | None = None, quality: int | None = None, weights: str | os.PathLike | None = None) -> bytes:
+    """Compress an image (path, PIL image, uint8/float numpy array [H, W(, C)], or tensor [C, H, W]) to bytes."""
+    pixels = imageio.to_array(image)
+    mode = imageio.MODES_BY_CHANNELS[pixels.shape[2]]
+    loaded = registry.load(model, quality, weights)
+    if loaded.spec.kind != "image":
+        raise InputError(f"model {loaded.spec.name} does not compress images")
+    rgb, alpha = imageio.split_alpha(pixels)
+    h, w = rgb.shape[:2]
+    net = loaded.model
+    with _inference():
+        x = torch.tensor(rgb).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+        strings = net.compress(pad_to_multiple(x, net.config.pad_multiple))
+    streams = [(f"l{i}", s) for i, s in enumerate(strings)]
+    if alpha is not None:
+        streams.append(("alpha", imageio.png_bytes(alpha)))
+    model_id = {"name": loaded.spec.name, "quality": loaded.quality, "weights_hash": loaded.weights_hash}
+    return container.pack(
+        container.Container(kind="image", model=model_id, shape=list(pixels.shape), dtype="uint8", streams=streams, meta={"mode": mode})
+    )
+
+
+def _model_for(c: container.Container, weights: str | os.PathLike | None) -> registry.LoadedModel:
+    name, quality, digest = (c.model.get(k) for k in ("name", "quality", "weights_hash"))
+    if not isinstance(name, str) or not isinstance(digest, str):
+        raise FormatError("header does not identify the model")
+    if weights is None and not isinstance(quality, int):
+        raise ModelError(f"file was encoded with custom {name} weights ({digest}); pass them with --weights")
+    loaded = registry.load(name, quality, weights)
+    if loaded.spec.name != name:
+        raise ModelError(f"file needs model {name}, weights are for {loaded.spec.name}")
+    if loaded.weights_hash != digest:
+        source = weights or f"the shipped {name} q{quality}"
+        raise ModelError(f"file was encoded with {name} weights {digest}, but {source} has {loaded.weights_hash}")
+    return loaded
+
+
+def decode(data: bytes, weights: str | os.PathLike | None = None) -> np.ndarray:
+    """Decompress bytes from :func:`encode` to uint8 pixels: [H, W] (L) or [H, W, C] (LA, RGB, RGBA)."""
+    c = container.unpack(bytes(data))
+    if c.kind != "image":
+        raise FormatError(f"file holds {c.kind} data, not an image")
+    if len(c.shape) != 3 or c.shape[2] not in imageio.MODES_BY_CHANNELS or c.dtype != "uint8":
+        raise FormatError(f"unsupported image shape {c.shape} / dtype {c.dtype}")
+    h, w, channels = c.shape
+    imageio.check_size(h, w)
+    mode = imageio.MODES_BY_CHANNELS[channels]
+    if c.meta.get("mode") != mode:
+        raise FormatError("image mode in header does not match its shape")
+    loaded = _model_for(c, weights)
+    net = loaded.model
+    m = net.config.pad_multiple
+    strings = [c.stream(f"l{i}") for i in range(net.config.levels)]
+    with _inference():
+        x = net.decompress(strings, h + (-h) % m, w + (-w) % m)
+    rgb = x[0, :, :h, :w].mul(255).round_().to(torch.uint8).permute(1, 2, 0).numpy()
+    alpha = imageio.read_png_plane(c.stream("alpha"), h, w) if mode in ("LA", "RGBA") else None
+    return imageio.join_alpha(np.ascontiguousarray(rgb), mode, alpha)
+
+
+def info(data: bytes) -> dict:
+    """What a compressed file holds: kind, model, shape, bytes, bpp, streams."""
+    c = container.unpack(bytes(data))
+    h, w = c.shape[0], c.shape[1]
+    return {
+        "kind": c.kind,
+        "model": c.model.get("name"),
+        "quality": c.model.get("quality"),
+        "weights_hash": c.model.get("weights_hash"),
+        "shape": c.shape,
+        "dtype": c.dtype,
+        "mode": c.meta.get("mode"),
+        "bytes": len(data),
+        "bpp": 8 * len(data) / (h * w),
+        "streams": {name: len(s) for name, s in c.streams},
+        "format_version": container.FORMAT_VERSION,
+    }
+
+
+def read_input(path: str | os.PathLike) -> bytes:
+    """The bytes of an input file, with one-line errors for missing, directory or unreadable paths."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"no such file: {p}")
+    if p.is_dir():
+        raise InputError(f"is a directory: {p}")
+    try:
+        return p.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {p}: {exc.strerror or exc}") from None
+
+
+def check_output(source: str | os.PathLike, target: str | os.PathLike, force: bool) -> None:
+    """Refuse to overwrite the input, or an existing file unless ``force``; the folder must exist."""
+    src, dst = Path(source), Path(target)
+    if dst.exists() and src.exists() and dst.resolve() == src.resolve():
+        raise InputError("output would overwrite the input")
+    if dst.is_dir():
+        raise InputError(f"output is a directory: {dst}")
+    if dst.exists() and not force:
+        raise InputError(f"{dst} exists (use --force to overwrite)")
+    if not dst.resolve().parent.is_dir():
+        raise InputError(f"output folder does not exist: {dst.parent}")
+
+
+def image_bytes(image: np.ndarray, path: str | os.PathLike) -> bytes:
+    """``image`` encoded in the file format implied by ``path`` (for ``codec decode -o``)."""
+    return imageio.encode_image_file(image, path)

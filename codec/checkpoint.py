@@ -1,0 +1,99 @@
+"""Weights and training state in safetensors files (never pickle).
+
+A model file holds the model's tensors plus string metadata (``model``, ``config`` as JSON, ...).
+A training-state file additionally holds the optimizer's tensors and, as JSON metadata, its
+param groups, the step, and the random-number-generator states, so training resumes exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from .errors import ModelError
+from .fileio import write_atomic_with
+
+OPTIM_PREFIX = "optimizer."
+
+
+def weights_hash(state: dict[str, torch.Tensor]) -> str:
+    """Content hash (16 hex digits) of a state dict: names, dtypes, shapes and bytes, in sorted order."""
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+def atomic_save(tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str]) -> None:
+    """Write a safetensors file through a temporary file and an atomic rename."""
+    cpu = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    write_atomic_with(path, lambda tmp: save_file(cpu, str(tmp), metadata=metadata))
+
+
+def save_weights(model: torch.nn.Module, path: str | os.PathLike, metadata: dict[str, Any]) -> str:
+    """Save a model's state dict with JSON-encoded metadata; returns the weights hash."""
+    state = model.state_dict()
+    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
+    meta["weights_hash"] = weights_hash(state)
+    atomic_save(state, path, meta)
+    return meta["weights_hash"]
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The string metadata of a safetensors file."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except (OSError, SafetensorError) as exc:
+        raise ModelError(f"cannot read weights {path}: {exc}") from None
+
+
+def load_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a safetensors file, with a one-line error if it is unreadable."""
+    try:
+        return load_file(str(path)), read_metadata(path)
+    except (OSError, SafetensorError) as exc:
+        raise ModelError(f"cannot read weights {path}: {exc}") from None
+
+
+def save_training_state(
+    path: str | os.PathLike,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    step: int,
+    extra: dict[str, Any],
+) -> None:
+    """Save everything needed to resume training at ``step``."""
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    opt = optimizer.state_dict()
+    for pid, pstate in opt["state"].items():
+        for key, value in pstate.items():
+            tensors[f"{OPTIM_PREFIX}{pid}.{key}"] = torch.as_tensor(value)
+    tensors["rng.torch"] = torch.get_rng_state()
+    meta = {"step": str(step), "param_groups": json.dumps(opt["param_groups"]), "extra": json.dumps(extra)}
+    atomic_save(tensors, path, meta)
+
+
+def load_training_state(
+    path: str | os.PathLike, model: torch.nn.Module, optimizer: torch.optim.Optimizer
+) -> tuple[int, dict[str, Any]]:
+    """Restore model, optimizer and RNG from :func:`save_training_state`; returns ``(step, extra)``."""
+    tensors, meta = load_weights(path)
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, value in tensors.items():
+        if name.startswith(OPTIM_PREFIX):
+            pid, key = name[len(OPTIM_PREFIX) :].split(".", 1)
+            state.setdefault(int(pid), {})[key] = value
+    optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
+    torch.set_rng_state(tensors["rng.torch"])
+    return int(meta["step"]), json.loads(meta["extra"])

@@ -1,0 +1,167 @@
+"""The ``codec`` command: encode, decode, info, models, train.
+
+Every user-facing failure is a :class:`codec.errors.CodecError` (or an OS error) printed as one line
+on stderr with exit status 1; usage errors exit with 2 (argparse).  No traceback, no partial file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from .errors import CodecError
+
+EXIT_ERROR = 1
+
+
+def _cmd_encode(args: argparse.Namespace) -> None:
+    from . import api, fileio
+
+    api.check_output(args.input, args.output, args.force)
+    data = api.encode(args.input, model=args.model, quality=args.quality, weights=args.weights)
+    fileio.write_atomic(args.output, data)
+    if not args.quiet:
+        print(json.dumps(api.info(data)))
+
+
+def _cmd_decode(args: argparse.Namespace) -> None:
+    from . import api, fileio
+
+    api.check_output(args.input, args.output, args.force)
+    data = api.read_input(args.input)
+    image = api.decode(data, weights=args.weights)
+    fileio.write_atomic(args.output, api.image_bytes(image, args.output))
+
+
+def _cmd_info(args: argparse.Namespace) -> None:
+    from . import api
+
+    print(json.dumps(api.info(api.read_input(args.input)), indent=2))
+
+
+def _cmd_models(args: argparse.Namespace) -> None:
+    from . import registry
+
+    rows = registry.list_models()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        levels = ", ".join(f"q{q['quality']} {q['size_mb']:.1f} MB" for q in row["qualities"])
+        print(f"{row['name']:<10} {row['kind']:<6} {row['description']}  [{levels or 'no shipped weights'}]")
+
+
+def _cmd_train(args: argparse.Namespace) -> None:
+    import torch
+
+    from .checkpoint import load_weights
+    from .training import tasks
+    from .training.trainer import train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    task, cfg = tasks.make(args.model, preset=args.preset, quality=args.quality, lmbda=args.lmbda, vq_weight=args.vq_weight)
+    cfg = cfg.with_overrides(
+        steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr, seed=args.seed, val_every=args.val_every
+    )
+    val = args.val if args.val else _default_validation(args.data)
+    init = load_weights(args.init)[0] if args.init else None
+    metrics = train(task, args.data, args.out, cfg, val=val, resume=args.resume, init_weights=init, device=args.device, progress=not args.no_progress, stop_after=args.stop_after)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps({"out": str(Path(args.out) / "model.safetensors"), "validation": metrics}))
+
+
+def _default_validation(data: str) -> str | None:
+    """``<data>/../validation`` when the training folder is a ``training`` split, else nothing."""
+    sibling = Path(data).resolve().parent / "validation"
+    return str(sibling) if Path(data).name == "training" and sibling.is_dir() else None
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``codec`` command."""
+    parser = argparse.ArgumentParser(prog="codec", description="Learned compression for images (and more).")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    enc = sub.add_parser("encode", help="compress an image")
+    enc.add_argument("input", help="8-bit PNG/JPEG/WebP/TIFF image")
+    enc.add_argument("-o", "--output", required=True, help="compressed file to write")
+    enc.add_argument("--model", default=None, help="model name (default: mcquic for images); see `codec models`")
+    enc.add_argument("--quality", type=_positive_int, default=None, help="quality level 1..N (higher = better, more bits)")
+    enc.add_argument("--weights", default=None, help="safetensors weights to use instead of the shipped ones")
+    enc.add_argument("-f", "--force", action="store_true", help="overwrite OUTPUT if it exists")
+    enc.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    enc.set_defaults(func=_cmd_encode)
+
+    dec = sub.add_parser("decode", help="decompress to an image (format from the suffix, PNG recommended)")
+    dec.add_argument("input")
+    dec.add_argument("-o", "--output", required=True)
+    dec.add_argument("--weights", default=None, help="the weights the file was encoded with, if not shipped ones")
+    dec.add_argument("-f", "--force", action="store_true", help="overwrite OUTPUT if it exists")
+    dec.set_defaults(func=_cmd_decode)
+
+    inf = sub.add_parser("info", help="describe a compressed file (JSON)")
+    inf.add_argument("input")
+    inf.set_defaults(func=_cmd_info)
+
+    mod = sub.add_parser("models", help="list models, quality levels and checkpoint sizes")
+    mod.add_argument("--json", action="store_true")
+    mod.set_defaults(func=_cmd_models)
+
+    tr = sub.add_parser("train", help="train a model (resumable; runs under torchrun for multi-GPU)")
+    tr.add_argument("model", help="mcquic or hyperprior (the benchmark baseline)")
+    tr.add_argument("--data", required=True, help="folder of training images")
+    tr.add_argument("--val", default=None, help="folder of validation images (default: ../validation next to a training/ folder)")
+    tr.add_argument("--out", required=True, help="run folder: last.safetensors (resume), model.safetensors, log.jsonl")
+    tr.add_argument("--preset", default="full", help="full (default) or tiny (seconds on a CPU)")
+    tr.add_argument("--quality", type=_positive_int, default=None, help="quality level whose configuration to train")
+    tr.add_argument("--lmbda", type=float, default=None, help="rate-distortion trade-off (hyperprior only)")
+    tr.add_argument("--vq-weight", type=float, default=None, help="weight of the codebook/commitment loss (mcquic only)")
+    tr.add_argument("--steps", type=_positive_int, default=None)
+    tr.add_argument("--batch-size", type=_positive_int, default=None)
+    tr.add_argument("--crop", type=_positive_int, default=None)
+    tr.add_argument("--lr", type=float, default=None)
+    tr.add_argument("--seed", type=int, default=None)
+    tr.add_argument("--val-every", type=_positive_int, default=None)
+    tr.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
+    tr.add_argument("--stop-after", type=_positive_int, default=None, help="stop this invocation after N steps (continue with --resume)")
+    tr.add_argument("--init", default=None, help="start from these weights (tensors of matching shape)")
+    tr.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    tr.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+    tr.set_defaults(func=_cmd_train)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except CodecError as exc:
+        print(f"codec: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as exc:
+        print(f"codec: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return EXIT_ERROR
+    except MemoryError:
+        print("codec: error: out of memory", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("codec: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,1 @@
+"""Neural codec models."""

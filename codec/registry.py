@@ -1,0 +1,137 @@
+"""Models by name (as timm's registry), their shipped checkpoints, and safe weight loading.
+
+Shipped weights live in ``codec/checkpoints/<name>-q<quality>.safetensors``; each file's metadata
+names its model and configuration, so a file can also be loaded from anywhere with ``weights=``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable
+
+from torch import nn
+
+from .checkpoint import load_weights, weights_hash
+from .errors import ModelError
+from .models.mcquic import McQuic, McQuicConfig
+
+CHECKPOINTS = Path(__file__).parent / "checkpoints"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered codec model."""
+
+    name: str
+    kind: str
+    description: str
+    build: Callable[[dict], nn.Module]
+    default_quality: int
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model ready for coding, with the identity recorded in every file it writes."""
+
+    spec: ModelSpec
+    model: nn.Module
+    quality: int | None
+    weights_hash: str
+    path: Path
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register(spec: ModelSpec) -> ModelSpec:
+    """Add a model to the registry."""
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The spec of a registered model, or a one-line error listing the known names."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ModelError(f"unknown model {name!r}; available: {', '.join(sorted(_REGISTRY))}") from None
+
+
+def default_model(kind: str) -> str:
+    """Name of the default model for a media kind."""
+    return {"image": "mcquic"}[kind]
+
+
+def checkpoint_path(name: str, quality: int) -> Path:
+    """Where the shipped checkpoint of ``name`` at ``quality`` lives."""
+    return CHECKPOINTS / f"{name}-q{quality}.safetensors"
+
+
+def shipped_qualities(name: str) -> list[int]:
+    """Quality levels of ``name`` with a shipped checkpoint, ascending."""
+    return sorted(int(p.stem.rsplit("-q", 1)[1]) for p in CHECKPOINTS.glob(f"{name}-q*.safetensors"))
+
+
+def list_models() -> list[dict]:
+    """Every registered model with its shipped quality levels and checkpoint sizes."""
+    rows = []
+    for spec in _REGISTRY.values():
+        qualities = [
+            {"quality": q, "size_mb": checkpoint_path(spec.name, q).stat().st_size / 1e6}
+            for q in shipped_qualities(spec.name)
+        ]
+        rows.append({"name": spec.name, "kind": spec.kind, "description": spec.description, "qualities": qualities})
+    return rows
+
+
+def load(name: str | None = None, quality: int | None = None, weights: str | Path | None = None) -> LoadedModel:
+    """Load a model for coding: the shipped checkpoint of (name, quality), or the file ``weights``."""
+    if weights is not None:
+        path = Path(weights)
+        if not path.is_file():
+            raise ModelError(f"weights file not found: {path}")
+    else:
+        spec = get_spec(name or default_model("image"))
+        levels = shipped_qualities(spec.name)
+        if not levels:
+            raise ModelError(f"no shipped checkpoints for {spec.name}; pass --weights")
+        q = spec.default_quality if quality is None else quality
+        if q not in levels:
+            raise ModelError(f"{spec.name} has quality levels {levels[0]}..{levels[-1]}, not {q}")
+        path = checkpoint_path(spec.name, q)
+    return _load_file(str(path.resolve()), path.stat().st_mtime_ns, name)
+
+
+@lru_cache(maxsize=8)
+def _load_file(path: str, mtime_ns: int, expected: str | None) -> LoadedModel:
+    tensors, meta = load_weights(path)
+    model_name = meta.get("model")
+    if model_name is None:
+        raise ModelError(f"{path} has no 'model' metadata; not a codec checkpoint")
+    if expected is not None and model_name != expected:
+        raise ModelError(f"{path} holds weights of {model_name!r}, not {expected!r}")
+    spec = get_spec(model_name)
+    try:
+        config = json.loads(meta.get("config", "{}"))
+        model = spec.build(config)
+        model.load_state_dict(tensors, strict=True)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(f"weights {path} do not fit {model_name}: {first}") from None
+    model.eval()
+    quality = json.loads(meta["quality"]) if "quality" in meta else None
+    return LoadedModel(spec, model, quality, weights_hash(model.state_dict()), Path(path))
+
+
+register(
+    ModelSpec(
+        name="mcquic",
+        kind="image",
+        description="McQuic multi-codebook VQ image codec (fast, no context model)",
+        build=lambda cfg: McQuic(McQuicConfig.from_dict(cfg)),
+        default_quality=2,
+    )
+)

@@ -1,0 +1,72 @@
+"""Entropy layer: integer tables, categorical and Gaussian coders."""
+
+import numpy as np
+import pytest
+import torch
+
+from codec.entropy import categorical, gaussian
+from codec.entropy.tables import TOTAL, frequencies_to_table, table_to_probabilities
+from codec.errors import CorruptStreamError
+
+
+def test_table_sums_to_total_and_keeps_every_symbol_codable():
+    w = torch.tensor([[0.0, 0.0, 1.0, 3.0], [0.0, 0.0, 0.0, 0.0], [1e-12, 1, 1, 1]])
+    t = frequencies_to_table(w)
+    assert t.dtype == torch.int32 and t.shape == w.shape
+    assert (t.sum(-1) == TOTAL).all() and (t >= 1).all()
+    assert t[0, 3] > 2.9 * t[0, 2]  # proportions kept
+    assert len(set(t[1].tolist())) <= 2  # all-zero row -> (near) uniform
+
+
+def test_table_is_deterministic_and_rejects_huge_alphabets():
+    w = torch.rand(3, 1000, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(frequencies_to_table(w), frequencies_to_table(w.clone()))
+    with pytest.raises(ValueError):
+        frequencies_to_table(torch.ones(TOTAL + 1))
+    with pytest.raises(ValueError):
+        table_to_probabilities(np.array([[1, 2, 3]]))
+
+
+def test_categorical_round_trip_and_rate_close_to_entropy():
+    rng = np.random.default_rng(0)
+    p = np.array([[0.7, 0.2, 0.05, 0.05], [0.25, 0.25, 0.25, 0.25]])
+    freq = frequencies_to_table(torch.from_numpy(p)).numpy()
+    symbols = np.stack([rng.choice(4, 5000, p=row) for row in p])
+    data = categorical.encode(symbols, freq)
+    assert np.array_equal(categorical.decode(data, freq, 5000), symbols)
+    entropy_bits = -(np.log2(p) * p).sum() * 5000
+    assert 8 * len(data) <= entropy_bits * 1.01 + 64
+    assert 8 * len(data) >= entropy_bits * 0.97
+
+
+def test_categorical_rejects_bad_symbols_and_streams():
+    freq = frequencies_to_table(torch.ones(1, 4)).numpy()
+    with pytest.raises(ValueError):
+        categorical.encode(np.array([[0, 4]]), freq)
+    with pytest.raises(ValueError):
+        categorical.encode(np.array([0, 1]), freq)
+    with pytest.raises(CorruptStreamError):
+        categorical.decode(b"abc", freq, 2)
+
+
+def test_gaussian_round_trip_with_escapes_and_many_scales():
+    tables = gaussian.GaussianTables()
+    rng = np.random.default_rng(1)
+    scales = np.exp(rng.uniform(np.log(0.05), np.log(400), 3000))
+    values = np.round(rng.normal(0, scales)).astype(np.int64)
+    values[:5] = [10**6, -(10**6), 2**30, -(2**30), 0]  # far outside every table: escape code
+    idx = tables.scale_index(scales)
+    data = gaussian.encode(values, idx, tables)
+    assert np.array_equal(gaussian.decode(data, idx, tables), values)
+
+
+def test_gaussian_rate_follows_the_scale():
+    tables = gaussian.GaussianTables()
+    rng = np.random.default_rng(2)
+    sizes = []
+    for scale in (0.5, 4.0, 32.0):
+        values = np.round(rng.normal(0, scale, 4000)).astype(np.int64)
+        sizes.append(len(gaussian.encode(values, tables.scale_index(np.full(4000, scale)), tables)))
+    assert sizes[0] < sizes[1] < sizes[2]
+    # 32 -> ~7 bits per value for a unit-bin discretized Gaussian (0.5*log2(2*pi*e*32^2))
+    assert abs(8 * sizes[2] / 4000 - 0.5 * np.log2(2 * np.pi * np.e * 32**2)) < 0.2

@@ -1,0 +1,83 @@
+"""McQuic model and its multi-codebook quantizer."""
+
+import pytest
+import torch
+
+from codec.models.mcquic import TINY, McQuic, McQuicConfig, pad_to_multiple
+from codec.models.quantizer import MultiCodebookQuantizer
+
+
+def test_eval_quantization_is_nearest_codeword_and_lookup_inverts_it():
+    torch.manual_seed(0)
+    q = MultiCodebookQuantizer(channels=8, groups=2, codewords=16).eval()
+    x = torch.randn(2, 8, 3, 5)
+    out, idx, _ = q(x)
+    assert idx.shape == (2, 2, 3, 5)
+    for g in range(2):
+        vecs = x[:, 4 * g : 4 * g + 4].permute(0, 2, 3, 1).reshape(-1, 4)
+        brute = torch.cdist(vecs, q.codebook[g]).argmin(-1)
+        assert torch.equal(brute, idx[:, g].reshape(-1))
+    assert torch.allclose(q.lookup(idx), out)
+
+
+def test_training_quantization_passes_gradients_to_input_codebook_and_temperature():
+    torch.manual_seed(0)
+    q = MultiCodebookQuantizer(channels=8, groups=2, codewords=16).train()
+    x = torch.randn(2, 8, 4, 4, requires_grad=True)
+    out, _, vq_loss = q(x)
+    (out.pow(2).sum() + vq_loss).backward()
+    assert x.grad.abs().sum() > 0 and q.codebook.grad.abs().sum() > 0 and q.log_scale.grad.abs().sum() > 0
+    assert torch.allclose(q.usage.sum(-1), torch.ones(2))
+
+
+def test_dead_codewords_are_reseeded_from_busy_ones():
+    torch.manual_seed(0)
+    q = MultiCodebookQuantizer(channels=4, groups=1, codewords=8)
+    q.usage.copy_(torch.tensor([[0.9, 0.1, 0, 0, 0, 0, 0, 0]]))
+    before = q.codebook.detach().clone()
+    assert q.reseed_dead() == 6
+    changed = (q.codebook.detach() != before).any(-1)[0]
+    assert changed[2:].all() and not changed[:2].any()
+    assert (q.usage > 0).all()
+
+
+def test_update_freezes_usage_into_integer_tables():
+    q = MultiCodebookQuantizer(channels=4, groups=2, codewords=8)
+    q.usage.copy_(torch.softmax(torch.randn(2, 8), -1))
+    q.update()
+    assert q.freq.dtype == torch.int32 and (q.freq.sum(-1) == 1 << 16).all()
+    assert torch.equal(q.freq.argmax(-1), q.usage.argmax(-1))
+
+
+def test_config_round_trip_and_validation():
+    cfg = McQuicConfig(groups=8)
+    assert McQuicConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.pad_multiple == 64
+    with pytest.raises(TypeError):
+        McQuicConfig.from_dict({"bogus": 1})
+    with pytest.raises(ValueError):
+        MultiCodebookQuantizer(channels=10, groups=4, codewords=4)
+
+
+def test_compress_decompress_equals_index_round_trip():
+    torch.manual_seed(0)
+    model = McQuic(TINY)
+    model.init_codebooks(torch.rand(2, 3, 64, 64))
+    model.eval()
+    model.update()
+    x = pad_to_multiple(torch.rand(1, 3, 70, 100), TINY.pad_multiple)
+    assert x.shape[-2:] == (128, 128)
+    strings = model.compress(x)
+    assert len(strings) == TINY.levels
+    y = model.decompress(strings, 128, 128)
+    assert torch.equal(y, model.decode_indices(model.encode_indices(x)).clamp(0, 1))
+    with pytest.raises(ValueError):
+        model.decompress(strings[:2], 128, 128)
+
+
+def test_forward_shapes_and_indices_per_level():
+    model = McQuic(TINY).train()
+    out = model(torch.rand(2, 3, 64, 128))
+    assert out["x_hat"].shape == (2, 3, 64, 128)
+    assert [tuple(i.shape) for i in out["indices"]] == [(2, 2, 4, 8), (2, 2, 2, 4), (2, 2, 1, 2)]
+    assert out["vq_loss"].ndim == 0

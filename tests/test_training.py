@@ -1,0 +1,69 @@
+"""`codec train`: tiny configs run in seconds, resume exactly, are seeded, and produce loadable weights."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import codec
+from codec.checkpoint import load_weights, read_metadata
+from codec.cli import main
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    for split, n in (("training", 3), ("validation", 1)):
+        (root / split).mkdir()
+        for i in range(n):
+            y, x = np.mgrid[0:96, 0:80]
+            img = np.stack([(x * (i + 1)) % 256, (y * 3) % 256, rng.integers(0, 256, (96, 80))], 2).astype(np.uint8)
+            Image.fromarray(img).save(root / split / f"{i}.png")
+    return root
+
+
+def train(out, data_dir, *extra):
+    return main(["train", "mcquic", "--preset", "tiny", "--data", str(data_dir / "training"), "--out", str(out), "--no-progress", "--threads", "1", *map(str, extra)])
+
+
+def test_tiny_training_runs_validates_and_exports(tmp_path, data_dir, capsys):
+    assert train(tmp_path / "run", data_dir) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {"bpp", "psnr", "ms_ssim"} <= set(result["validation"])  # validation split found next to training/
+    meta = read_metadata(tmp_path / "run" / "model.safetensors")
+    assert meta["model"] == "mcquic" and json.loads(meta["train"])["steps_done"] == 4
+    weights = tmp_path / "run" / "model.safetensors"
+    img = np.full((40, 40, 3), 77, np.uint8)
+    assert codec.decode(codec.encode(img, weights=weights), weights=weights).shape == (40, 40, 3)
+    logs = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logs if "loss" in r] == [1, 2, 3, 4]
+
+
+def test_resume_equals_uninterrupted_run(tmp_path, data_dir):
+    assert train(tmp_path / "a", data_dir, "--steps", 6) == 0
+    assert train(tmp_path / "b", data_dir, "--steps", 6) == 0
+    assert train(tmp_path / "c", data_dir, "--steps", 6, "--stop-after", 3) == 0
+    assert json.loads(read_metadata(tmp_path / "c" / "model.safetensors")["train"])["steps_done"] == 3
+    assert train(tmp_path / "c", data_dir, "--steps", 6, "--resume") == 0
+    hashes = [read_metadata(tmp_path / r / "model.safetensors")["weights_hash"] for r in "abc"]
+    assert hashes[0] == hashes[1], "same seed must give the same weights"
+    assert hashes[0] == hashes[2], "resuming must continue exactly"
+
+
+def test_fine_tune_from_other_level_and_hyperprior_baseline(tmp_path, data_dir):
+    assert train(tmp_path / "base", data_dir) == 0
+    assert train(tmp_path / "ft", data_dir, "--init", tmp_path / "base" / "model.safetensors") == 0
+    base, _ = load_weights(tmp_path / "base" / "model.safetensors")
+    assert main(["train", "hyperprior", "--preset", "tiny", "--data", str(data_dir / "training"), "--out", str(tmp_path / "hp"), "--no-progress"]) == 0
+    assert read_metadata(tmp_path / "hp" / "model.safetensors")["model"] == "compressai-mbt2018-mean"
+    assert base
+
+
+def test_train_errors(tmp_path, data_dir, capsys):
+    assert main(["train", "mcquic", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "o"), "--preset", "tiny"]) == 1
+    assert "not a directory" in capsys.readouterr().err
+    assert main(["train", "nope", "--data", str(data_dir / "training"), "--out", str(tmp_path / "o")]) == 1
+    assert main(["train", "mcquic", "--data", str(data_dir / "training"), "--out", str(tmp_path / "o"), "--preset", "huge"]) == 1
+    assert main(["train", "mcquic", "--data", str(data_dir / "training"), "--out", str(tmp_path / "o"), "--quality", "9"]) == 1
