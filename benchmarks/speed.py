@@ -101,7 +101,7 @@ def run_worker(job: Job, image: Path, repeats: int) -> dict:
     enc_times, dec_times = [], []
     for _ in range(runs):
         t_enc, encoded = timed(lambda: encode(pixels))
-        t_dec, decoded = timed(lambda: decode(encoded))
+        t_dec, decoded = timed(lambda encoded=encoded: decode(encoded))
         enc_times.append(t_enc)
         dec_times.append(t_dec)
     if decoded.shape != pixels.shape:

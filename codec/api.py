@@ -9,13 +9,13 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 
 from . import container, imageio, registry
-from .fileio import write_atomic
+from .fileio import existing_file
 from .errors import FormatError, InputError, ModelError
 from .models.mcquic import pad_to_multiple
 
@@ -121,11 +121,7 @@ def info(data: bytes) -> dict:
 
 def read_input(path: str | os.PathLike) -> bytes:
     """The bytes of an input file, with one-line errors for missing, directory or unreadable paths."""
-    p = Path(path)
-    if not p.exists():
-        raise InputError(f"no such file: {p}")
-    if p.is_dir():
-        raise InputError(f"is a directory: {p}")
+    p = existing_file(path)
     try:
         return p.read_bytes()
     except OSError as exc:

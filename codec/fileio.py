@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
+
+from .errors import InputError
+
+
+def existing_file(path: str | os.PathLike) -> Path:
+    """``path`` as a Path, or a one-line error if it is missing or a directory."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"no such file: {p}")
+    if p.is_dir():
+        raise InputError(f"is a directory: {p}")
+    return p
 
 
 def _umask_mode() -> int:

@@ -16,6 +16,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .errors import InputError
+from .fileio import existing_file
 
 MAX_SIDE = 1 << 15
 MAX_PIXELS = 1 << 26  # 67 Mpixel: the whole image is held in memory as activations
@@ -45,11 +46,7 @@ def _from_pil(im: Image.Image) -> np.ndarray:
 
 def load_path(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as uint8 [H, W, C] (C in 1..4)."""
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"no such file: {path}")
-    if path.is_dir():
-        raise InputError(f"is a directory: {path}")
+    path = existing_file(path)
     try:
         with Image.open(path) as im:
             check_size(im.height, im.width)

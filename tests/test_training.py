@@ -67,3 +67,19 @@ def test_train_errors(tmp_path, data_dir, capsys):
     assert main(["train", "nope", "--data", str(data_dir / "training"), "--out", str(tmp_path / "o")]) == 1
     assert main(["train", "mcquic", "--data", str(data_dir / "training"), "--out", str(tmp_path / "o"), "--preset", "huge"]) == 1
     assert main(["train", "mcquic", "--data", str(data_dir / "training"), "--out", str(tmp_path / "o"), "--quality", "9"]) == 1
+
+
+def test_torchrun_two_processes(tmp_path, data_dir):
+    """DDP under torchrun (gloo on CPU): ranks train in lockstep, rank 0 alone writes the run folder."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "codec.cli",
+           "train", "mcquic", "--preset", "tiny", "--data", str(data_dir / "training"), "--out", str(out), "--no-progress", "--threads", "1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(read_metadata(out / "model.safetensors")["train"])["steps_done"] == 4
+    logged = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines() if "loss" in line]
+    assert logged == [1, 2, 3, 4]  # one writer, not two

@@ -60,7 +60,7 @@ class McQuicConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "McQuicConfig":
+    def from_dict(cls, d: dict) -> McQuicConfig:
         """Inverse of :meth:`to_dict`; unknown keys are rejected."""
         d = dict(d)
         d["codewords"] = tuple(int(k) for k in d.get("codewords", cls.codewords))
@@ -205,7 +205,7 @@ class McQuic(nn.Module):
         indices = self.encode_indices(x)
         return [
             categorical.encode(idx[0].flatten(1).cpu().numpy(), quantizer.freq.cpu().numpy())
-            for idx, quantizer in zip(indices, self.quantizers)
+            for idx, quantizer in zip(indices, self.quantizers, strict=False)
         ]
 
     @torch.no_grad()
@@ -214,7 +214,7 @@ class McQuic(nn.Module):
         if len(strings) != self.config.levels:
             raise ValueError(f"expected {self.config.levels} streams, got {len(strings)}")
         indices = []
-        for data, quantizer, (h, w) in zip(strings, self.quantizers, self.latent_shapes(height, width)):
+        for data, quantizer, (h, w) in zip(strings, self.quantizers, self.latent_shapes(height, width), strict=False):
             sym = categorical.decode(data, quantizer.freq.cpu().numpy(), h * w)
             indices.append(torch.from_numpy(sym).reshape(1, quantizer.groups, h, w))
         return self.decode_indices(indices).clamp_(0, 1)
@@ -227,7 +227,7 @@ class McQuic(nn.Module):
     def estimated_bits(self, height: int, width: int) -> float:
         """Expected coded size in bits of a padded image, from usage statistics and frozen tables."""
         bits = 0.0
-        for quantizer, (h, w) in zip(self.quantizers, self.latent_shapes(height, width)):
+        for quantizer, (h, w) in zip(self.quantizers, self.latent_shapes(height, width), strict=False):
             bits += float(quantizer.bits_per_index().sum()) * h * w
         return bits
 

@@ -43,7 +43,7 @@ class TrainConfig:
     ckpt_every: int = 250
     val_images: int = 8
 
-    def with_overrides(self, **overrides: Any) -> "TrainConfig":
+    def with_overrides(self, **overrides: Any) -> TrainConfig:
         """A copy with the given (non-None) fields replaced."""
         names = {f.name for f in fields(self)}
         return replace(self, **{k: v for k, v in overrides.items() if v is not None and k in names})
