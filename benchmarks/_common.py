@@ -85,8 +85,8 @@ def load_hyperprior(path: Path) -> tuple[compressai.models.MeanScaleHyperprior, 
 
 
 def find_hyperprior_checkpoints() -> list[Path]:
-    """``runs/hyperprior*/model.safetensors`` under the repository root, sorted."""
-    return sorted(REPO_ROOT.glob("runs/hyperprior*/model.safetensors"))
+    """The shipped baselines ``benchmarks/baselines/hyperprior*.safetensors``, sorted."""
+    return sorted((REPO_ROOT / "benchmarks" / "baselines").glob("hyperprior*.safetensors"))
 
 
 @dataclass(frozen=True)

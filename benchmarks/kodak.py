@@ -146,7 +146,7 @@ def hyperprior_codec(paths: list[Path]) -> Codec:
         except Exception as exc:  # e.g. a checkpoint being rewritten by a training run
             print(f"warning: skipping baseline {path}: {type(exc).__name__}: {exc}", file=sys.stderr)
     if not models:
-        raise RuntimeError("no usable hyperprior checkpoint (--baseline, or runs/hyperprior*/model.safetensors)")
+        raise RuntimeError("no usable hyperprior checkpoint (--baseline, or benchmarks/baselines/hyperprior*.safetensors)")
     models.sort(key=lambda item: item[1])
 
     def setting(model: torch.nn.Module, lmbda: float, path: Path) -> Setting:
@@ -368,7 +368,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--limit", type=int, default=None, help="only the first N images (sorted by name)")
     p.add_argument("--out", type=Path, default=RESULTS_DIR, help="output folder")
     p.add_argument("--codecs", default=",".join(CODEC_NAMES), help="comma-separated subset of " + ",".join(CODEC_NAMES))
-    p.add_argument("--baseline", type=Path, action="append", default=[], help="hyperprior safetensors (repeatable); default runs/hyperprior*/model.safetensors")
+    p.add_argument("--baseline", type=Path, action="append", default=[], help="hyperprior safetensors (repeatable); default benchmarks/baselines/hyperprior*.safetensors")
     p.add_argument("--weights", type=Path, action="append", default=[], help="McQuic weights files to measure instead of the shipped qualities (repeatable)")
     p.add_argument("--threads", type=int, default=2, help="torch / codec / AVIF / JPEG XL threads")
     p.add_argument("--bd-method", choices=("pchip", "cubic"), default="pchip", help="BD-rate curve fit")

@@ -157,3 +157,13 @@ def test_thread_variable_is_validated(monkeypatch, photo, tiny_weights):
     monkeypatch.setenv("CODEC_THREADS", "many")
     with pytest.raises(InputError, match="CODEC_THREADS"):
         api.encode(photo, weights=tiny_weights)
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".webp", ".tif", ".bmp"])
+def test_input_file_formats(photo, tiny_weights, tmp_path, suffix):
+    path = tmp_path / f"in{suffix}"
+    Image.fromarray(photo).save(path)
+    out = codec.decode(codec.encode(path, weights=tiny_weights), weights=tiny_weights)
+    assert out.shape == photo.shape
+    written = Image.open(io.BytesIO(api.image_bytes(out, tmp_path / f"out{suffix}")))
+    assert written.size == (101, 70)
