@@ -39,6 +39,7 @@ def test_dead_codewords_are_reseeded_from_busy_ones():
     changed = (q.codebook.detach() != before).any(-1)[0]
     assert changed[2:].all() and not changed[:2].any()
     assert (q.usage > 0).all()
+    assert torch.allclose(q.usage.sum(-1), torch.ones(1))  # still a distribution
 
 
 def test_update_freezes_usage_into_integer_tables():

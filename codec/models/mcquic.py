@@ -13,6 +13,7 @@ to freeze the integer tables the entropy coder uses.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -136,48 +137,48 @@ class McQuic(nn.Module):
             return torch.zeros_like(like)
         return self.up[level](coarser)
 
-    def forward(self, x: Tensor) -> dict:
-        """Training pass: ``{"x_hat", "indices" (finest first), "vq_loss"}``."""
+    def _cascade(self, x: Tensor, on_residual: Callable[[int, Tensor], None] | None = None) -> tuple[Tensor, list[Tensor], Tensor]:
+        """Quantize coarse to fine: ``(latent reconstruction, indices finest first, summed VQ loss)``.
+
+        ``on_residual(level, residual)`` is called before each level is quantized.
+        """
         ys = self.latents(x)
         recon: Tensor | None = None
         indices: list[Tensor] = []
         vq_loss = x.new_zeros(())
         for level in reversed(range(self.config.levels)):
             pred = self._prediction(level, recon, ys[level])
-            q, idx, loss = self.quantizers[level](ys[level] - pred)
+            residual = ys[level] - pred
+            if on_residual is not None:
+                on_residual(level, residual)
+            q, idx, loss = self.quantizers[level](residual)
             recon = pred + q
             indices.insert(0, idx)
             vq_loss = vq_loss + loss
+        return recon, indices, vq_loss
+
+    def forward(self, x: Tensor) -> dict:
+        """Training pass: ``{"x_hat", "indices" (finest first), "vq_loss"}``."""
+        recon, indices, vq_loss = self._cascade(x)
         return {"x_hat": self.g_s(recon), "indices": indices, "vq_loss": vq_loss}
 
     @torch.no_grad()
     def init_codebooks(self, x: Tensor, levels: set[int] | None = None) -> None:
         """Data-dependent initialization: seed codebooks and temperatures (of ``levels``, default all) from ``x``."""
-        ys = self.latents(x)
-        recon: Tensor | None = None
-        for level in reversed(range(self.config.levels)):
-            pred = self._prediction(level, recon, ys[level])
-            quantizer = self.quantizers[level]
+
+        def seed(level: int, residual: Tensor) -> None:
             if levels is None or level in levels:
-                quantizer.init_from(ys[level] - pred)
-            was_training = quantizer.training
-            quantizer.eval()
-            q, _, _ = quantizer(ys[level] - pred)
-            quantizer.train(was_training)
-            recon = pred + q
+                self.quantizers[level].init_from(residual)
+
+        was_training = self.training
+        self.eval()
+        self._cascade(x, seed)
+        self.train(was_training)
 
     @torch.no_grad()
     def encode_indices(self, x: Tensor) -> list[Tensor]:
-        """Nearest-codeword indices [B, m, h, w] of every level, finest first."""
-        ys = self.latents(x)
-        recon: Tensor | None = None
-        indices: list[Tensor] = []
-        for level in reversed(range(self.config.levels)):
-            pred = self._prediction(level, recon, ys[level])
-            q, idx, _ = self.quantizers[level](ys[level] - pred)
-            recon = pred + q
-            indices.insert(0, idx)
-        return indices
+        """Indices [B, m, h, w] of every level, finest first (nearest codewords in eval mode)."""
+        return self._cascade(x)[1]
 
     @torch.no_grad()
     def decode_indices(self, indices: list[Tensor]) -> Tensor:

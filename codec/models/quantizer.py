@@ -76,7 +76,7 @@ class MultiCodebookQuantizer(nn.Module):
             # reach the input too scales its gradient by the learned inverse temperature, which
             # grows to ~1e4 and made training diverge.)
             q = flat + (hard - flat).detach() + (soft_q - soft_q.detach())
-            self._track_usage(F.one_hot(idx, self.codewords).to(flat.dtype))
+            self._track_usage(idx)
         else:
             idx = self._distances(flat).argmin(-1)
             q = hard = self._lookup_flat(idx)
@@ -96,9 +96,10 @@ class MultiCodebookQuantizer(nn.Module):
         return self._merge(self._lookup_flat(flat), torch.Size((b, m * self.dim, h, w)))
 
     @torch.no_grad()
-    def _track_usage(self, onehot: Tensor) -> None:
-        counts = onehot.mean(1)  # [m, k], rows sum to 1
-        self.usage.mul_(self.ema_decay).add_(counts, alpha=1 - self.ema_decay)
+    def _track_usage(self, idx: Tensor) -> None:
+        """Fold the codeword histogram of indices [m, N] into the usage EMA (rows sum to 1)."""
+        counts = torch.zeros_like(self.usage).scatter_add_(1, idx, torch.ones_like(idx, dtype=self.usage.dtype))
+        self.usage.mul_(self.ema_decay).add_(counts / idx.shape[1], alpha=1 - self.ema_decay)
 
     @torch.no_grad()
     def init_from(self, x: Tensor) -> None:
@@ -136,6 +137,7 @@ class MultiCodebookQuantizer(nn.Module):
             self.codebook.data[g, rows] = self.codebook.data[g, src] + jitter
             self.usage[g, rows] = self.usage[g, src] / 2
             self.usage[g, src] /= 2
+        self.usage.div_(self.usage.sum(-1, keepdim=True))
         return n_dead
 
     @torch.no_grad()
