@@ -63,7 +63,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    task, cfg = tasks.make(args.model, preset=args.preset, quality=args.quality, lmbda=args.lmbda, vq_weight=args.vq_weight)
+    config = tasks.read_config(args.config) if args.config else None
+    task, cfg = tasks.make(args.model, preset=args.preset, quality=args.quality, lmbda=args.lmbda, vq_weight=args.vq_weight, config=config)
     cfg = cfg.with_overrides(
         steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr, seed=args.seed, val_every=args.val_every
     )
@@ -124,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", required=True, help="run folder: last.safetensors (resume), model.safetensors, log.jsonl")
     tr.add_argument("--preset", default="full", help="full (default) or tiny (seconds on a CPU)")
     tr.add_argument("--quality", type=_positive_int, default=None, help="quality level whose configuration to train")
+    tr.add_argument("--config", default=None, help='JSON file: {"train": {...}, "model": {...}} overriding the preset')
     tr.add_argument("--lmbda", type=float, default=None, help="rate-distortion trade-off (hyperprior only)")
     tr.add_argument("--vq-weight", type=float, default=None, help="weight of the codebook/commitment loss (mcquic only)")
     tr.add_argument("--steps", type=_positive_int, default=None)

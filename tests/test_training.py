@@ -61,6 +61,21 @@ def test_fine_tune_from_other_level_and_hyperprior_baseline(tmp_path, data_dir):
     assert base
 
 
+def test_config_file_overrides_preset_and_rejects_unknown_keys(tmp_path, data_dir, capsys):
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"train": {"steps": 2, "crop": 64}, "model": {"groups": 4, "codewords": [8, 8, 4]}}))
+    assert train(tmp_path / "run", data_dir, "--config", config) == 0
+    meta = read_metadata(tmp_path / "run" / "model.safetensors")
+    assert json.loads(meta["config"])["groups"] == 4 and json.loads(meta["config"])["codewords"] == [8, 8, 4]
+    assert json.loads(meta["train"])["steps_done"] == 2
+    config.write_text(json.dumps({"train": {"stepz": 2}}))
+    capsys.readouterr()
+    assert train(tmp_path / "run2", data_dir, "--config", config) == 1
+    assert "unknown train setting(s): stepz" in capsys.readouterr().err
+    config.write_text("{not json")
+    assert train(tmp_path / "run3", data_dir, "--config", config) == 1
+
+
 def test_train_errors(tmp_path, data_dir, capsys):
     assert main(["train", "mcquic", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "o"), "--preset", "tiny"]) == 1
     assert "not a directory" in capsys.readouterr().err

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
 from ..errors import InputError
 from ..models import mcquic
 from .hyperprior import HyperpriorTask
@@ -16,8 +21,47 @@ PRESETS: dict[str, TrainConfig] = {
 TRAINABLE = ("mcquic", "hyperprior")
 
 
-def make(model: str, preset: str = "full", quality: int | None = None, lmbda: float | None = None, vq_weight: float | None = None):
-    """The task and training configuration for ``model`` under ``preset``."""
+def read_config(path: str | Path) -> dict[str, dict[str, Any]]:
+    """A JSON training config: ``{"train": {TrainConfig fields}, "model": {architecture fields}}``."""
+    try:
+        config = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read config {path}: {exc}") from None
+    if not isinstance(config, dict) or set(config) - {"train", "model"} or not all(isinstance(v, dict) for v in config.values()):
+        raise InputError(f"config {path} must be a JSON object with optional 'train' and 'model' objects")
+    return config
+
+
+def _replace(obj: Any, fields: dict[str, Any], what: str) -> Any:
+    known = {f.name for f in dataclasses.fields(obj)}
+    unknown = set(fields) - known
+    if unknown:
+        raise InputError(f"unknown {what} setting(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+    if "codewords" in fields:
+        fields = {**fields, "codewords": tuple(fields["codewords"])}
+    return dataclasses.replace(obj, **fields)
+
+
+def make(
+    model: str,
+    preset: str = "full",
+    quality: int | None = None,
+    lmbda: float | None = None,
+    vq_weight: float | None = None,
+    config: dict[str, dict[str, Any]] | None = None,
+):
+    """The task and training configuration for ``model`` under ``preset``, with ``config`` overrides applied."""
+    task, cfg = _make(model, preset, quality, lmbda, vq_weight)
+    config = config or {}
+    cfg = _replace(cfg, config.get("train", {}), "train")
+    if config.get("model"):
+        if not isinstance(task, McQuicTask):
+            raise InputError(f"'model' settings are not supported for {model}")
+        task.config = _replace(task.config, config["model"], "model")
+    return task, cfg
+
+
+def _make(model: str, preset: str, quality: int | None, lmbda: float | None, vq_weight: float | None):
     if preset not in PRESETS:
         raise InputError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
     cfg = PRESETS[preset]

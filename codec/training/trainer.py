@@ -64,7 +64,7 @@ class Task(Protocol):
         """Training loss of one batch and scalars to log."""
 
     def after_step(self, model: nn.Module, batch: Tensor, step: int, total: int) -> dict[str, float]:
-        """Housekeeping after an optimizer step (e.g. re-seeding dead codewords)."""
+        """Housekeeping after an optimizer step (e.g. re-seeding dead codewords); non-empty if it changed the model."""
 
     def validate(self, model: nn.Module, images: list[Tensor]) -> dict[str, float]:
         """Validation metrics on full images."""
@@ -130,7 +130,10 @@ def train(
     step = 0
     if resume and last.exists():
         step, extra = load_training_state(last, model, optimizer)
-        crops.generator.set_state(torch.tensor(extra["data_rng"], dtype=torch.uint8))
+        if rank == 0:  # exact continuation; other ranks start a fresh stream of their own
+            crops.generator.set_state(torch.tensor(extra["data_rng"], dtype=torch.uint8))
+        else:
+            crops.generator.manual_seed(cfg.seed + 1000 * rank + step)
     else:
         task.first_batch(model, crops.batch(cfg.batch_size).to(dev), loaded)
     if world > 1:
@@ -154,8 +157,9 @@ def train(
             if cfg.grad_clip:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
-            logs.update(task.after_step(model, batch, step, cfg.steps))
-            if world > 1:
+            housekeeping = task.after_step(model, batch, step, cfg.steps)
+            logs.update(housekeeping)
+            if world > 1 and housekeeping:  # e.g. re-seeded codewords: make every rank take rank 0's
                 for tensor in model.state_dict().values():
                     dist.broadcast(tensor, 0)
             step += 1
