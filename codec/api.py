@@ -1,7 +1,7 @@
 """The Python API: ``encode(image) -> bytes``, ``decode(bytes) -> array``, ``info(bytes) -> dict``.
 
-Also the file helpers the CLI shares: reading inputs with one-line errors, refusing to overwrite
-an input, and :func:`codec.fileio.write_atomic` (a failure never leaves a partial file).
+Also the file checks the CLI shares: reading inputs with one-line errors and refusing to overwrite
+an input or an existing output (atomic writes themselves live in :mod:`codec.fileio`).
 """
 
 from __future__ import annotations
