@@ -27,7 +27,7 @@ def encode(symbols: np.ndarray, freq: np.ndarray) -> bytes:
     if symbols.size and (symbols.min() < 0 or symbols.max() >= freq.shape[1]):
         raise ValueError("symbol outside the alphabet of its table")
     encoder = constriction.stream.queue.RangeEncoder()
-    for row, model in zip(symbols.astype(np.int32), _models(freq), strict=False):
+    for row, model in zip(symbols.astype(np.int32), _models(freq), strict=True):
         encoder.encode(row, model)
     return encoder.get_compressed().astype("<u4").tobytes()
 

@@ -31,7 +31,7 @@ class GaussianTables:
     def __init__(self, scale_min: float = SCALE_MIN, scale_max: float = SCALE_MAX, num_scales: int = NUM_SCALES):
         self.scales = np.exp(np.linspace(math.log(scale_min), math.log(scale_max), num_scales))
         self.radius = np.ceil(self.scales * TAIL).astype(np.int64)
-        self.freqs = [self._table(s, r) for s, r in zip(self.scales, self.radius, strict=False)]
+        self.freqs = [self._table(s, r) for s, r in zip(self.scales, self.radius, strict=True)]
 
     @staticmethod
     def _table(scale: float, radius: int) -> np.ndarray:

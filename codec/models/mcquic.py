@@ -206,7 +206,7 @@ class McQuic(nn.Module):
         indices = self.encode_indices(x)
         return [
             categorical.encode(idx[0].flatten(1).cpu().numpy(), quantizer.freq.cpu().numpy())
-            for idx, quantizer in zip(indices, self.quantizers, strict=False)
+            for idx, quantizer in zip(indices, self.quantizers, strict=True)
         ]
 
     @torch.no_grad()
@@ -215,7 +215,7 @@ class McQuic(nn.Module):
         if len(strings) != self.config.levels:
             raise ValueError(f"expected {self.config.levels} streams, got {len(strings)}")
         indices = []
-        for data, quantizer, (h, w) in zip(strings, self.quantizers, self.latent_shapes(height, width), strict=False):
+        for data, quantizer, (h, w) in zip(strings, self.quantizers, self.latent_shapes(height, width), strict=True):
             sym = categorical.decode(data, quantizer.freq.cpu().numpy(), h * w)
             indices.append(torch.from_numpy(sym).reshape(1, quantizer.groups, h, w))
         return self.decode_indices(indices).clamp_(0, 1)
@@ -224,13 +224,6 @@ class McQuic(nn.Module):
         """Freeze every codebook's usage statistics into the integer tables the coder uses."""
         for quantizer in self.quantizers:
             quantizer.update()
-
-    def estimated_bits(self, height: int, width: int) -> float:
-        """Expected coded size in bits of a padded image, from usage statistics and frozen tables."""
-        bits = 0.0
-        for quantizer, (h, w) in zip(self.quantizers, self.latent_shapes(height, width), strict=False):
-            bits += float(quantizer.bits_per_index().sum()) * h * w
-        return bits
 
 
 def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:

@@ -144,9 +144,3 @@ class MultiCodebookQuantizer(nn.Module):
     def update(self) -> None:
         """Freeze the usage EMA into the integer frequency tables used by the entropy coder."""
         self.freq.copy_(frequencies_to_table(self.usage))
-
-    def bits_per_index(self) -> Tensor:
-        """Cross-entropy (bits) per index of each group under the frozen table, given current usage."""
-        p = self.freq.double() / self.freq.double().sum(-1, keepdim=True)
-        u = self.usage.double() / self.usage.double().sum(-1, keepdim=True)
-        return -(u * p.log2()).sum(-1)
