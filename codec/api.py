@@ -1,4 +1,7 @@
-"""The Python API: ``encode(image) -> bytes``, ``decode(bytes) -> array``, ``info(bytes) -> dict``.
+"""The Python API: ``encode(image or dataset) -> bytes``, ``decode(bytes)``, ``info(bytes) -> dict``.
+
+Images decode to numpy arrays; climate datasets (netCDF/GRIB paths or ``xarray.Dataset``) decode
+to a lazily decoded ``xarray.Dataset``.
 
 Also the file checks the CLI shares: reading inputs with one-line errors and refusing to overwrite
 an input or an existing output (atomic writes themselves live in :mod:`codec.fileio`).
@@ -40,11 +43,77 @@ def _inference() -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def encode(image: object, model: str | None = None, quality: int | None = None, weights: str | os.PathLike | None = None) -> bytes:
-    """Compress an image (path, PIL image, uint8/float numpy array [H, W(, C)], or tensor [C, H, W]) to bytes."""
+def _run(fn):  # noqa: ANN001, ANN202 - passes a callable through the inference context
+    with _inference():
+        return fn()
+
+
+CLIMATE_MAGICS = (b"CDF\x01", b"CDF\x02", b"CDF\x05", b"\x89HDF\r\n\x1a\n", b"GRIB")
+
+
+def is_climate_input(obj: object) -> bool:
+    """True for an ``xarray.Dataset`` or a path to a netCDF (classic or HDF5) or GRIB file."""
+    if type(obj).__name__ == "Dataset" and type(obj).__module__.startswith("xarray"):
+        return True
+    if not isinstance(obj, str | os.PathLike):
+        return False
+    try:
+        with open(obj, "rb") as f:
+            return f.read(8).startswith(CLIMATE_MAGICS)
+    except OSError:
+        return False
+
+
+def encode(
+    data: object,
+    model: str | None = None,
+    quality: int | None = None,
+    weights: str | os.PathLike | None = None,
+    max_abs_error: str | float | dict | None = None,
+    progress: bool = False,
+) -> bytes:
+    """Compress an image or a climate dataset to bytes.
+
+    Images: a path, PIL image, uint8/float numpy array [H, W(, C)] or tensor [C, H, W].
+    Climate: a netCDF/GRIB path or an ``xarray.Dataset``; ``max_abs_error`` (a number, or
+    ``{"t": 0.1}`` / ``"t=0.1,z=10"`` per variable) guarantees a pointwise error bound.
+    """
+    if is_climate_input(data):
+        return _encode_climate(data, model, quality, weights, max_abs_error, progress)
+    if max_abs_error is not None:
+        raise InputError("--max-abs-error applies to climate data, not images")
+    return _encode_image(data, model, quality, weights)
+
+
+def _encode_climate(data, model, quality, weights, max_abs_error, progress) -> bytes:  # noqa: ANN001
+    from .climate import archive, dataset, errorbound
+
+    try:
+        bounds = errorbound.parse_bounds(max_abs_error)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    loaded = registry.load(model or registry.default_model("climate"), quality, weights)
+    if loaded.spec.kind != "climate":
+        raise InputError(f"model {loaded.spec.name} does not compress climate data")
+    bar = _progress_bar if progress else None
+    with dataset.open_source(data) as source, _inference():
+        return archive.encode(source, loaded.model, _model_id(loaded), bounds, bar)
+
+
+def _progress_bar(items, total: int):  # noqa: ANN001, ANN202
+    from tqdm import tqdm
+
+    return tqdm(items, total=total, unit="field", desc="encode", leave=False)
+
+
+def _model_id(loaded: registry.LoadedModel) -> dict:
+    return {"name": loaded.spec.name, "quality": loaded.quality, "weights_hash": loaded.weights_hash}
+
+
+def _encode_image(image: object, model: str | None, quality: int | None, weights: str | os.PathLike | None) -> bytes:
     pixels = imageio.to_array(image)
     mode = imageio.MODES_BY_CHANNELS[pixels.shape[2]]
-    loaded = registry.load(model, quality, weights)
+    loaded = registry.load(model or registry.default_model("image"), quality, weights)
     if loaded.spec.kind != "image":
         raise InputError(f"model {loaded.spec.name} does not compress images")
     rgb, alpha = imageio.split_alpha(pixels)
@@ -56,9 +125,8 @@ def encode(image: object, model: str | None = None, quality: int | None = None, 
     streams = [(f"l{i}", s) for i, s in enumerate(strings)]
     if alpha is not None:
         streams.append(("alpha", imageio.png_bytes(alpha)))
-    model_id = {"name": loaded.spec.name, "quality": loaded.quality, "weights_hash": loaded.weights_hash}
     return container.pack(
-        container.Container(kind="image", model=model_id, shape=list(pixels.shape), dtype="uint8", streams=streams, meta={"mode": mode})
+        container.Container(kind="image", model=_model_id(loaded), shape=list(pixels.shape), dtype="uint8", streams=streams, meta={"mode": mode})
     )
 
 
@@ -77,11 +145,27 @@ def _model_for(c: container.Container, weights: str | os.PathLike | None) -> reg
     return loaded
 
 
-def decode(data: bytes, weights: str | os.PathLike | None = None) -> np.ndarray:
-    """Decompress bytes from :func:`encode` to uint8 pixels: [H, W] (L) or [H, W, C] (LA, RGB, RGBA)."""
+def decode(data: bytes, weights: str | os.PathLike | None = None):  # noqa: ANN201 - array or Dataset
+    """Decompress bytes from :func:`encode`.
+
+    Images give uint8 pixels [H, W] (L) or [H, W, C] (LA, RGB, RGBA); climate files give a lazily
+    decoded ``xarray.Dataset`` (each field is decoded when its values are first needed).
+    """
     c = container.unpack(bytes(data))
-    if c.kind != "image":
-        raise FormatError(f"file holds {c.kind} data, not an image")
+    if c.kind == "climate":
+        return open_climate(c, weights)
+    return _decode_image(c, weights)
+
+
+def open_climate(c: container.Container, weights: str | os.PathLike | None = None):  # noqa: ANN201
+    """The lazily decoded ``xarray.Dataset`` of a climate container."""
+    from .climate import archive
+
+    loaded = _model_for(c, weights)
+    return archive.CompressedArchive(c, loaded.model, _run).dataset()
+
+
+def _decode_image(c: container.Container, weights: str | os.PathLike | None) -> np.ndarray:
     if len(c.shape) != 3 or c.shape[2] not in imageio.MODES_BY_CHANNELS or c.dtype != "uint8":
         raise FormatError(f"unsupported image shape {c.shape} / dtype {c.dtype}")
     h, w, channels = c.shape
@@ -101,8 +185,12 @@ def decode(data: bytes, weights: str | os.PathLike | None = None) -> np.ndarray:
 
 
 def info(data: bytes) -> dict:
-    """What a compressed file holds: kind, model, shape, bytes, bpp, streams."""
+    """What a compressed file holds: kind, model, shape, bytes, bpp (images) or variables and ratio (climate)."""
     c = container.unpack(bytes(data))
+    if c.kind == "climate":
+        return _climate_info(c, len(data))
+    if c.kind != "image":
+        raise FormatError(f"file holds {c.kind} data")
     h, w = c.shape[0], c.shape[1]
     return {
         "kind": c.kind,
@@ -115,6 +203,37 @@ def info(data: bytes) -> dict:
         "bytes": len(data),
         "bpp": 8 * len(data) / (h * w),
         "streams": {name: len(s) for name, s in c.streams},
+        "format_version": container.FORMAT_VERSION,
+    }
+
+
+def _climate_info(c: container.Container, size: int) -> dict:
+    from .climate import archive
+
+    described = archive.described_variables(c)
+    variables, raw = {}, 0
+    for d in described:
+        var = d["variable"]
+        shape = var.get("shape", [])
+        points = int(np.prod(shape)) if shape else 0
+        raw += 4 * points
+        variables[var.get("name", "?")] = {
+            "shape": shape,
+            "dims": var.get("dims"),
+            "group": var.get("group"),
+            "bytes": len(c.stream(f"v{len(variables)}")),
+            "max_abs_error_bound": d.get("max_abs_error_bound"),
+            **d["errors"],
+        }
+    return {
+        "kind": c.kind,
+        "model": c.model.get("name"),
+        "quality": c.model.get("quality"),
+        "weights_hash": c.model.get("weights_hash"),
+        "bytes": size,
+        "float32_bytes": raw,
+        "compression_ratio": raw / size,
+        "variables": variables,
         "format_version": container.FORMAT_VERSION,
     }
 

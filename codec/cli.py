@@ -21,19 +21,29 @@ def _cmd_encode(args: argparse.Namespace) -> None:
     from . import api, fileio
 
     api.check_output(args.input, args.output, args.force)
-    data = api.encode(args.input, model=args.model, quality=args.quality, weights=args.weights)
+    fileio.existing_file(args.input)
+    progress = not args.quiet and sys.stderr.isatty()
+    data = api.encode(args.input, model=args.model, quality=args.quality, weights=args.weights, max_abs_error=args.max_abs_error, progress=progress)
     fileio.write_atomic(args.output, data)
     if not args.quiet:
-        print(json.dumps(api.info(data)))
+        info = api.info(data)
+        print(json.dumps(info if info["kind"] == "image" else {k: v for k, v in info.items() if k != "variables"}))
 
 
 def _cmd_decode(args: argparse.Namespace) -> None:
+    import numpy as np
+
     from . import api, fileio
 
     api.check_output(args.input, args.output, args.force)
     data = api.read_input(args.input)
-    image = api.decode(data, weights=args.weights)
-    fileio.write_atomic(args.output, api.image_bytes(image, args.output))
+    decoded = api.decode(data, weights=args.weights)
+    if isinstance(decoded, np.ndarray):
+        fileio.write_atomic(args.output, api.image_bytes(decoded, args.output))
+        return
+    from .climate import dataset
+
+    dataset.write_netcdf(decoded, args.output)
 
 
 def _cmd_info(args: argparse.Namespace) -> None:
@@ -93,17 +103,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="codec", description="Learned compression for images (and more).")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    enc = sub.add_parser("encode", help="compress an image")
-    enc.add_argument("input", help="8-bit PNG/JPEG/WebP/TIFF image")
+    enc = sub.add_parser("encode", help="compress an image or a climate dataset")
+    enc.add_argument("input", help="8-bit PNG/JPEG/WebP/TIFF image, or a netCDF/GRIB climate file")
     enc.add_argument("-o", "--output", required=True, help="compressed file to write")
-    enc.add_argument("--model", default=None, help="model name (default: mcquic for images); see `codec models`")
+    enc.add_argument("--model", default=None, help="model name (default: mcquic for images, vaeformer for climate); see `codec models`")
     enc.add_argument("--quality", type=_positive_int, default=None, help="quality level 1..N (higher = better, more bits)")
     enc.add_argument("--weights", default=None, help="safetensors weights to use instead of the shipped ones")
+    enc.add_argument(
+        "--max-abs-error",
+        default=None,
+        help="climate only: guaranteed pointwise bound, one number for all variables or NAME=E,... (e.g. t=0.1,z=10)",
+    )
     enc.add_argument("-f", "--force", action="store_true", help="overwrite OUTPUT if it exists")
     enc.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     enc.set_defaults(func=_cmd_encode)
 
-    dec = sub.add_parser("decode", help="decompress to an image (format from the suffix, PNG recommended)")
+    dec = sub.add_parser("decode", help="decompress: images to the suffix's format (PNG recommended), climate data to netCDF")
     dec.add_argument("input")
     dec.add_argument("-o", "--output", required=True)
     dec.add_argument("--weights", default=None, help="the weights the file was encoded with, if not shipped ones")
@@ -119,14 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
     mod.set_defaults(func=_cmd_models)
 
     tr = sub.add_parser("train", help="train a model (resumable; runs under torchrun for multi-GPU)")
-    tr.add_argument("model", help="mcquic or hyperprior (the benchmark baseline)")
-    tr.add_argument("--data", required=True, help="folder of training images")
+    tr.add_argument("model", help="mcquic, hyperprior (the benchmark baseline) or vaeformer (climate)")
+    tr.add_argument("--data", required=True, help="folder of training images; for vaeformer a folder of netCDF/GRIB files or a field pack (.npz)")
     tr.add_argument("--val", default=None, help="folder of validation images (default: ../validation next to a training/ folder)")
     tr.add_argument("--out", required=True, help="run folder: last.safetensors (resume), model.safetensors, log.jsonl")
     tr.add_argument("--preset", default="full", help="full (default) or tiny (seconds on a CPU)")
     tr.add_argument("--quality", type=_positive_int, default=None, help="quality level whose configuration to train")
     tr.add_argument("--config", default=None, help='JSON file: {"train": {...}, "model": {...}} overriding the preset')
-    tr.add_argument("--lmbda", type=float, default=None, help="rate-distortion trade-off (hyperprior only)")
+    tr.add_argument("--lmbda", type=float, default=None, help="rate-distortion trade-off (hyperprior, vaeformer)")
     tr.add_argument("--vq-weight", type=float, default=None, help="weight of the codebook/commitment loss (mcquic only)")
     tr.add_argument("--steps", type=_positive_int, default=None)
     tr.add_argument("--batch-size", type=_positive_int, default=None)

@@ -30,7 +30,7 @@ FORMAT_VERSION = 1
 MAX_HEADER = 1 << 20
 _PREFIX = struct.Struct("<HI")
 _CRC = struct.Struct("<I")
-KINDS = ("image",)
+KINDS = ("image", "climate")
 
 
 @dataclass

@@ -17,6 +17,7 @@ from torch import nn
 from .checkpoint import load_weights, weights_hash
 from .errors import ModelError
 from .models.mcquic import McQuic, McQuicConfig
+from .models.vaeformer import VAEformer, VAEformerConfig
 
 CHECKPOINTS = Path(__file__).parent / "checkpoints"
 
@@ -62,7 +63,7 @@ def get_spec(name: str) -> ModelSpec:
 
 def default_model(kind: str) -> str:
     """Name of the default model for a media kind."""
-    return {"image": "mcquic"}[kind]
+    return {"image": "mcquic", "climate": "vaeformer"}[kind]
 
 
 def checkpoint_path(name: str, quality: int) -> Path:
@@ -132,6 +133,16 @@ register(
         kind="image",
         description="McQuic multi-codebook VQ image codec (fast, no context model)",
         build=lambda cfg: McQuic(McQuicConfig.from_dict(cfg)),
+        default_quality=2,
+    )
+)
+
+register(
+    ModelSpec(
+        name="vaeformer",
+        kind="climate",
+        description="VAEformer transformer VAE with hyperprior for 2-D climate fields (CRA5)",
+        build=lambda cfg: VAEformer(VAEformerConfig.from_dict(cfg)),
         default_quality=2,
     )
 )

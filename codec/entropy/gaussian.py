@@ -12,6 +12,7 @@ uniform code.  Everything is vectorized over all symbols that share a scale inde
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import constriction
 import numpy as np
@@ -45,6 +46,12 @@ class GaussianTables:
         """Index of the smallest table scale >= each given scale (clamped to the table)."""
         s = scales.detach().cpu().numpy() if isinstance(scales, torch.Tensor) else np.asarray(scales)
         return np.clip(np.searchsorted(self.scales, s.astype(np.float64).ravel()), 0, len(self.scales) - 1)
+
+
+@lru_cache(maxsize=1)
+def default_tables() -> GaussianTables:
+    """The shared default scale table (built once per process)."""
+    return GaussianTables()
 
 
 def _uniform16() -> constriction.stream.model.Uniform:

@@ -17,11 +17,12 @@ from torch import Tensor, nn
 
 from ..metrics import ms_ssim, psnr
 from ..models.mcquic import pad_to_multiple
+from .trainer import ImageData
 
 PAD = 64
 
 
-class HyperpriorTask:
+class HyperpriorTask(ImageData):
     """Plugs ``compressai.models.MeanScaleHyperprior`` into :func:`codec.training.trainer.train`."""
 
     name = "hyperprior"

@@ -11,9 +11,10 @@ from torch import Tensor, nn
 
 from ..metrics import ms_ssim, psnr
 from ..models.mcquic import McQuic, McQuicConfig, pad_to_multiple
+from .trainer import ImageData
 
 
-class McQuicTask:
+class McQuicTask(ImageData):
     """Plugs McQuic into :func:`codec.training.trainer.train`."""
 
     name = "mcquic"

@@ -8,17 +8,21 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..models import mcquic
+from ..models import mcquic, vaeformer
 from .hyperprior import HyperpriorTask
 from .mcquic import McQuicTask
 from .trainer import TrainConfig
+from .vaeformer import VAEformerTask
 
 PRESETS: dict[str, TrainConfig] = {
     "full": TrainConfig(),
     "tiny": TrainConfig(steps=4, batch_size=2, crop=64, warmup=1, log_every=1, val_every=2, ckpt_every=2, val_images=1),
 }
 
-TRAINABLE = ("mcquic", "hyperprior")
+TRAINABLE = ("mcquic", "hyperprior", "vaeformer")
+
+VAEFORMER_LAMBDAS = {1: 16.0, 2: 64.0, 3: 256.0}
+"""Rate-distortion trade-off of each shipped VAEformer quality (higher = more bits, smaller error)."""
 
 
 def read_config(path: str | Path) -> dict[str, dict[str, Any]]:
@@ -37,8 +41,8 @@ def _replace(obj: Any, fields: dict[str, Any], what: str) -> Any:
     unknown = set(fields) - known
     if unknown:
         raise InputError(f"unknown {what} setting(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
-    if "codewords" in fields:
-        fields = {**fields, "codewords": tuple(fields["codewords"])}
+    if hasattr(obj, "from_dict"):  # architecture configs turn JSON lists back into tuples
+        return type(obj).from_dict({**obj.to_dict(), **fields})
     return dataclasses.replace(obj, **fields)
 
 
@@ -55,7 +59,7 @@ def make(
     config = config or {}
     cfg = _replace(cfg, config.get("train", {}), "train")
     if config.get("model"):
-        if not isinstance(task, McQuicTask):
+        if not isinstance(task, McQuicTask | VAEformerTask):
             raise InputError(f"'model' settings are not supported for {model}")
         task.config = _replace(task.config, config["model"], "model")
     return task, cfg
@@ -76,4 +80,10 @@ def _make(model: str, preset: str, quality: int | None, lmbda: float | None, vq_
     if model == "hyperprior":
         kwargs = {"channels": 8, "latent_channels": 8} if preset == "tiny" else {}
         return HyperpriorTask(lmbda=lmbda or 0.0035, **kwargs), cfg
+    if model == "vaeformer":
+        q = quality or 2
+        if q not in VAEFORMER_LAMBDAS:
+            raise InputError(f"vaeformer has quality levels 1..{len(VAEFORMER_LAMBDAS)}, not {q}")
+        config = vaeformer.TINY if preset == "tiny" else vaeformer.DEFAULT
+        return VAEformerTask(config, q, lmbda=lmbda or VAEFORMER_LAMBDAS[q]), cfg
     raise InputError(f"unknown trainable model {model!r}; choose from {', '.join(TRAINABLE)}")

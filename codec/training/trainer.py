@@ -49,6 +49,20 @@ class TrainConfig:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None and k in names})
 
 
+class ImageData:
+    """Data hooks of the image tasks: random crops of an image folder; validation on whole images."""
+
+    def sampler(self, data: str | Path, crop: int, seed: int) -> RandomCrops:
+        """Random crops (with flips) of the images in ``data``."""
+        return RandomCrops(data, crop, seed=seed)
+
+    def validation_data(self, val: str | Path | None, data: str | Path, limit: int) -> list[Tensor]:
+        """The first ``limit`` images of ``val`` as float tensors [1, 3, H, W] (none without ``val``)."""
+        from ..data import list_images, load_rgb
+
+        return [load_rgb(p).float().div(255.0).unsqueeze(0) for p in list_images(val)[:limit]] if val else []
+
+
 class Task(Protocol):
     """What a model provides to the shared loop."""
 
@@ -66,8 +80,14 @@ class Task(Protocol):
     def after_step(self, model: nn.Module, batch: Tensor, step: int, total: int) -> dict[str, float]:
         """Housekeeping after an optimizer step (e.g. re-seeding dead codewords); non-empty if it changed the model."""
 
-    def validate(self, model: nn.Module, images: list[Tensor]) -> dict[str, float]:
-        """Validation metrics on full images."""
+    def sampler(self, data: str | Path, crop: int, seed: int) -> Any:
+        """Training batches: an object with ``batch(size) -> Tensor`` and a ``generator`` (torch.Generator)."""
+
+    def validation_data(self, val: str | Path | None, data: str | Path, limit: int) -> list[Any]:
+        """Up to ``limit`` validation items (from ``val``; tasks may fall back to a split of ``data``)."""
+
+    def validate(self, model: nn.Module, items: list[Any]) -> dict[str, float]:
+        """Validation metrics on full images (or fields)."""
 
     def freeze(self, model: nn.Module) -> None:
         """Freeze the entropy-coding tables before validation or export (``update()``)."""
@@ -111,7 +131,7 @@ def train(
     progress: bool = True,
     stop_after: int | None = None,
 ) -> dict[str, float]:
-    """Train ``task`` on crops of the images in ``data``; returns the last validation metrics.
+    """Train ``task`` on batches of ``data`` (its sampler decides how); returns the last validation metrics.
 
     ``stop_after`` ends this invocation after that many steps (with a checkpoint), so long runs can
     be split into time-limited chunks and continued with ``resume=True``.
@@ -124,8 +144,8 @@ def train(
     model = task.build().to(dev)
     loaded = _load_matching(model, init_weights) if init_weights is not None else set()
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    crops = RandomCrops(data, cfg.crop, seed=cfg.seed + 1000 * rank)
-    val_images = _load_val(val, cfg.val_images) if rank == 0 and val else []
+    crops = task.sampler(data, cfg.crop, cfg.seed + 1000 * rank)
+    val_images = task.validation_data(val, data, cfg.val_images) if rank == 0 else []
     last = out / "last.safetensors"
     step = 0
     if resume and last.exists():
@@ -155,7 +175,7 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                nn.utils.clip_grad_norm_(_clipped(model), cfg.grad_clip)
             optimizer.step()
             housekeeping = task.after_step(model, batch, step, cfg.steps)
             logs.update(housekeeping)
@@ -184,12 +204,18 @@ def train(
     return metrics
 
 
-def _checkpoint(task: Task, model: nn.Module, optimizer, step: int, crops: RandomCrops, cfg: TrainConfig, out: Path, metrics: dict) -> None:
+def _checkpoint(task: Task, model: nn.Module, optimizer, step: int, crops: Any, cfg: TrainConfig, out: Path, metrics: dict) -> None:
     save_training_state(out / "last.safetensors", model, optimizer, step, {"data_rng": crops.generator.get_state().tolist()})
     model.eval()
     task.freeze(model)
     meta = {**task.export_metadata(), "train": {**asdict(cfg), "steps_done": step}, "validation": metrics}
     save_weights(model, out / "model.safetensors", meta)
+
+
+def _clipped(model: nn.Module) -> list[nn.Parameter]:
+    """Parameters whose gradient norm is clipped: all but CompressAI's entropy-bottleneck quantiles,
+    whose auxiliary loss has large gradients of its own that would otherwise shrink every other step."""
+    return [p for name, p in model.named_parameters() if not name.endswith("quantiles")]
 
 
 def _load_matching(model: nn.Module, weights: dict[str, Tensor]) -> set[str]:
@@ -199,8 +225,3 @@ def _load_matching(model: nn.Module, weights: dict[str, Tensor]) -> set[str]:
     model.load_state_dict(matching, strict=False)
     return set(matching)
 
-
-def _load_val(folder: str | Path, limit: int) -> list[Tensor]:
-    from ..data import list_images, load_rgb
-
-    return [load_rgb(p).float().div(255.0).unsqueeze(0) for p in list_images(folder)[:limit]]

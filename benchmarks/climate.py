@@ -1,0 +1,235 @@
+"""Climate benchmark: the VAEformer codec vs SZ3, ZFP and bit-rounding + zstd, at equal RMSE, on held-out fields.
+
+Fields: the validation split of ``codec.training.climate_data`` (the last 10 % of every multi-field
+variable, one in ten single-field variables), read in physical units from the original files.
+For every field and every shipped quality, the codec's record (plus its deflated missing-value
+mask, counted as the baselines count theirs) gives bytes and RMSE; each baseline is then tuned to
+the same RMSE (``match_rmse``) and its bytes recorded.  The error-bounded mode runs at bounds of
+``--bounds`` x the field's standard deviation, side by side with SZ3 at the same absolute bound.
+Ratios are against float32 (4 bytes per grid point).  Throughput of ``codec.encode``/``decode`` on
+a whole file runs in a subprocess (its own peak RSS).
+
+Usage (from the repository root)::
+
+    python benchmarks/climate.py                         # all files, qualities 1-3
+    python benchmarks/climate.py --files monthly_navy_winds.cdf --qualities 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+import time
+import zlib
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import climate_baselines as cb
+from _common import RESULTS_DIR
+
+from codec import registry
+from codec.climate import dataset, fieldcodec
+from codec.training.climate_data import _is_validation
+
+DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "climate"
+DEFAULT_FILES = ("coads_climatology.cdf", "monthly_navy_winds.cdf", "levitus_climatology.cdf", "esku_heat_budget.cdf", "gfs.grb")
+BASELINES = ("sz3", "zfp", "bitround+zstd")
+
+
+def held_out(files: list[Path], per_variable: int) -> list[dict]:
+    """Validation fields in physical units (float64 with NaN), at most ``per_variable`` per variable."""
+    out = []
+    for path in files:
+        with dataset.open_source(path) as source:
+            for var in source.variables:
+                kept = 0
+                for i, field in enumerate(source.fields(var)):
+                    if kept < per_variable and _is_validation(var.name, i, var.n_fields) and np.isfinite(np.nanstd(field)) and np.nanstd(field) > 0:
+                        out.append({"file": path.name, "variable": var.name, "index": i, "field": field, "spec": var})
+                        kept += 1
+    return out
+
+
+def mask_bytes(field: np.ndarray) -> int:
+    """What the codec's container spends on this field's missing-value mask (0 without NaN)."""
+    missing = np.isnan(field)
+    return len(zlib.compress(np.packbits(missing.ravel()).tobytes(), 9)) if missing.any() else 0
+
+
+def errors(field: np.ndarray, recon: np.ndarray) -> dict:
+    """RMSE, RMSE / std and max error over valid points, of the float32 values a file would store."""
+    stored = recon.astype(np.float32)
+    std = float(np.nanstd(field))
+    rmse = cb.rmse(field.astype(np.float32), stored)
+    return {"rmse": rmse, "nrmse": rmse / std, "max_abs_error": cb.max_abs_error(field.astype(np.float32), stored), "std": std}
+
+
+def run_ours(item: dict, net, quality: int, bound: float | None) -> dict:  # noqa: ANN001
+    """The codec on one field (through the same record code as files)."""
+    field, var = item["field"], item["spec"]
+    spec = fieldcodec.FieldSpec(field.shape, np.dtype("float32"), bound, var.packing())
+    with torch.inference_mode():
+        record, recon = fieldcodec.encode(net, field, spec)
+    return {"bytes": len(record) + 8 + mask_bytes(field), **errors(field, recon)}
+
+
+def evaluate(items: list[dict], qualities: list[int], bounds: list[float]) -> list[dict]:
+    """One row per (field, method, setting)."""
+    torch.set_num_threads(2)
+    rows = []
+    for q in qualities:
+        net = registry.load("vaeformer", q).model
+        for k, item in enumerate(items):
+            field = item["field"]
+            base = {"file": item["file"], "variable": item["variable"], "index": item["index"], "raw_bytes": 4 * field.size}
+            ours = run_ours(item, net, q, None)
+            rows.append({**base, "method": "vaeformer", "setting": f"q{q}", **ours})
+            for name in BASELINES:
+                try:
+                    r = cb.match_rmse(name, field, ours["rmse"])
+                except ValueError:
+                    continue
+                rows.append({**base, "method": name, "setting": f"=q{q}", "bytes": r.nbytes, **errors(field, r.recon.astype(np.float64))})
+            for c in bounds:
+                bound = c * ours["std"]
+                rows.append({**base, "method": "vaeformer+bound", "setting": f"q{q} E={c}sd", "bound": bound, **run_ours(item, net, q, bound)})
+                if q == qualities[0]:
+                    r = cb.sz3(field, bound)
+                    rows.append({**base, "method": "sz3 (bound)", "setting": f"E={c}sd", "bound": bound, "bytes": r.nbytes, **errors(field, r.recon.astype(np.float64))})
+            print(f"q{q}: {k + 1}/{len(items)} fields", end="\r", file=sys.stderr)
+    print(file=sys.stderr)
+    return rows
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """Per (method, setting): total ratio, mean NRMSE, worst max error relative to the bound."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[(r["method"], r["setting"])].append(r)
+    out = []
+    for (method, setting), rs in groups.items():
+        out.append(
+            {
+                "method": method,
+                "setting": setting,
+                "fields": len(rs),
+                "ratio": sum(r["raw_bytes"] for r in rs) / sum(r["bytes"] for r in rs),
+                "mean_nrmse": float(np.mean([r["nrmse"] for r in rs])),
+                "max_error_over_bound": max((r["max_abs_error"] / r["bound"] for r in rs if "bound" in r), default=None),
+            }
+        )
+    return out
+
+
+def per_variable(rows: list[dict], setting_of_ours: str) -> list[dict]:
+    """For one quality: per variable, ratio and RMSE of the codec and of each baseline at equal RMSE."""
+    table: dict[tuple, dict] = {}
+    for r in rows:
+        if (r["method"], r["setting"]) in (("vaeformer", setting_of_ours),) or r["setting"] == f"={setting_of_ours}":
+            key = (r["file"], r["variable"])
+            entry = table.setdefault(key, {"file": r["file"], "variable": r["variable"], "raw": 0})
+            if r["method"] == "vaeformer":
+                entry["raw"] += r["raw_bytes"]
+                entry["rmse"] = entry.get("rmse", []) + [r["rmse"]]
+                entry["max"] = max(entry.get("max", 0.0), r["max_abs_error"])
+            entry[r["method"]] = entry.get(r["method"], 0) + r["bytes"]
+    out = []
+    for e in table.values():
+        row = {"file": e["file"], "variable": e["variable"], "rmse": float(np.mean(e["rmse"])), "max_abs_error": e["max"]}
+        for m in ("vaeformer", *BASELINES):
+            row[f"ratio_{m}"] = e["raw"] / e[m] if m in e else None
+        out.append(row)
+    return out
+
+
+def throughput(path: Path, quality: int) -> dict:
+    """Encode and decode MB/s (float32 input) and peak RSS of ``codec.encode``/``decode`` on one file, in a subprocess."""
+    code = f"""
+import json, resource, time, codec
+t = time.perf_counter(); data = codec.encode({str(path)!r}, quality={quality}); t_enc = time.perf_counter() - t
+info = codec.info(data)
+t = time.perf_counter(); ds = codec.decode(data).load(); t_dec = time.perf_counter() - t
+mb = info["float32_bytes"] / 1e6
+print(json.dumps({{"file": {path.name!r}, "float32_mb": mb, "ratio": info["compression_ratio"], "encode_mb_s": mb / t_enc,
+    "decode_mb_s": mb / t_dec, "encode_s": t_enc, "decode_s": t_dec, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def plot(summary: list[dict], path: Path) -> None:
+    """Ratio vs mean NRMSE for every method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    styles = {"vaeformer": "o-", "vaeformer+bound": "s--", "sz3": "^:", "zfp": "v:", "bitround+zstd": "d:", "sz3 (bound)": "x-"}
+    for method, style in styles.items():
+        pts = sorted((r["mean_nrmse"], r["ratio"]) for r in summary if r["method"] == method)
+        if pts:
+            ax.plot(*zip(*pts, strict=True), style, label=method)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("mean RMSE / field standard deviation")
+    ax.set_ylabel("compression ratio vs float32")
+    ax.set_title("Held-out climate fields")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def write_table(rows: list[dict], path: Path) -> None:
+    """Markdown table of ``rows``."""
+    keys = list(rows[0])
+
+    def fmt(v):  # noqa: ANN001, ANN202
+        return f"{v:.4g}" if isinstance(v, float) else ("" if v is None else str(v))
+
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(fmt(r.get(k)) for k in keys) + " |" for r in rows]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    """Run the benchmark and write ``benchmarks/results/climate_*``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--files", nargs="*", default=list(DEFAULT_FILES))
+    parser.add_argument("--qualities", type=int, nargs="*", default=None)
+    parser.add_argument("--bounds", type=float, nargs="*", default=[0.02, 0.1, 0.3], help="error bounds in field standard deviations")
+    parser.add_argument("--per-variable", type=int, default=3, help="held-out fields per variable")
+    parser.add_argument("--throughput-file", default="monthly_navy_winds.cdf")
+    args = parser.parse_args()
+    qualities = args.qualities or registry.shipped_qualities("vaeformer")
+    t0 = time.time()
+    items = held_out([args.data / f for f in args.files], args.per_variable)
+    print(f"{len(items)} held-out fields", file=sys.stderr)
+    rows = evaluate(items, qualities, args.bounds)
+    summary = summarize(rows)
+    RESULTS_DIR.mkdir(exist_ok=True)
+    with open(RESULTS_DIR / "climate_fields.csv", "w", newline="") as fh:
+        keys = sorted({k for r in rows for k in r})
+        writer = csv.DictWriter(fh, keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    write_table(summary, RESULTS_DIR / "climate_summary.md")
+    variables = per_variable(rows, f"q{qualities[len(qualities) // 2]}")
+    write_table(variables, RESULTS_DIR / "climate_variables.md")
+    speed = throughput(args.data / args.throughput_file, qualities[len(qualities) // 2])
+    plot(summary, RESULTS_DIR / "climate_rd.png")
+    (RESULTS_DIR / "climate.json").write_text(json.dumps({"summary": summary, "per_variable": variables, "throughput": speed, "seconds": time.time() - t0}, indent=1))
+    print(open(RESULTS_DIR / "climate_summary.md").read())
+    print(json.dumps(speed))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""Whole climate datasets <-> one container file, field by field (memory bounded by one field).
+
+Streams of a ``climate`` container:
+
+``skeleton``   everything but the grid variables' values (coordinates, attributes, other variables),
+               as :func:`codec.climate.dataset.open_source` serializes it; coordinates stay exact
+``variables``  deflated JSON: per grid variable its description, error bound and measured errors
+``masks``      the distinct missing-value masks, each ``u4 length`` + deflated packed bits
+``v<i>``       the fields of variable ``i`` in C order of its leading dims, each
+               ``u4 mask id`` (0 = nothing missing) + ``u4 length`` + a :mod:`fieldcodec` record
+
+Decoding is lazy: :func:`open_compressed` returns an ``xarray.Dataset`` whose variables are dask
+arrays with one chunk per field, decoded on access.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import threading
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+
+from .. import container
+from ..errors import CorruptStreamError, FormatError, InputError
+from ..models.vaeformer import VAEformer
+from . import dataset, errorbound, fieldcodec
+
+_U32 = struct.Struct("<I")
+_ENTRY = struct.Struct("<II")
+MAX_FIELD_POINTS = 1 << 26
+
+
+class _Masks:
+    """Deduplicated missing-value masks; id 0 means no missing point."""
+
+    def __init__(self) -> None:
+        self.ids: dict[bytes, int] = {}
+        self.blobs: list[bytes] = []
+
+    def add(self, missing: np.ndarray) -> int:
+        if not missing.any():
+            return 0
+        packed = np.packbits(missing.ravel()).tobytes()
+        key = hashlib.sha1(packed + str(missing.shape).encode()).digest()
+        if key not in self.ids:
+            self.blobs.append(zlib.compress(packed, 9))
+            self.ids[key] = len(self.blobs)
+        return self.ids[key]
+
+    def stream(self) -> bytes:
+        return b"".join(_U32.pack(len(b)) + b for b in self.blobs)
+
+
+@dataclass
+class _ErrorStats:
+    """Running error statistics of one variable (over valid points)."""
+
+    sq: float = 0.0
+    count: int = 0
+    max_abs: float = 0.0
+    span_lo: float = np.inf
+    span_hi: float = -np.inf
+
+    def add(self, x: np.ndarray, y: np.ndarray) -> None:
+        valid = ~np.isnan(x)
+        if valid.any():
+            d = x[valid] - y[valid]
+            self.sq += float(d @ d)
+            self.count += int(valid.sum())
+            self.max_abs = max(self.max_abs, float(np.abs(d).max()))
+            self.span_lo, self.span_hi = min(self.span_lo, float(x[valid].min())), max(self.span_hi, float(x[valid].max()))
+
+    def to_json(self) -> dict:
+        rmse = (self.sq / self.count) ** 0.5 if self.count else 0.0
+        span = self.span_hi - self.span_lo if self.count else 0.0
+        return {"rmse": rmse, "max_abs_error": self.max_abs, "nrmse": rmse / span if span > 0 else 0.0, "valid_points": self.count}
+
+
+def _spec(var: dataset.GridVariable, bound: float | None) -> fieldcodec.FieldSpec:
+    return fieldcodec.FieldSpec(var.field_shape, np.dtype(var.dtype), bound, var.packing())
+
+
+def encode(
+    source: dataset.ClimateSource,
+    net: VAEformer,
+    model_id: dict,
+    bounds: dict[str, float] | float | None = None,
+    progress: Callable[[Iterator, int], Iterator] | None = None,
+) -> bytes:
+    """Compress every grid variable of ``source`` with ``net``; ``bounds`` as :func:`errorbound.parse_bounds`."""
+    if isinstance(bounds, dict):
+        unknown = set(bounds) - {v.name for v in source.variables}
+        if unknown:
+            raise InputError(f"--max-abs-error names unknown variables: {', '.join(sorted(unknown))}")
+    masks, streams, described = _Masks(), [], []
+    total = sum(v.n_fields for v in source.variables)
+    fields = ((i, var, f) for i, var in enumerate(source.variables) for f in source.fields(var))
+    chunks: list[list[bytes]] = [[] for _ in source.variables]
+    stats = [_ErrorStats() for _ in source.variables]
+    for i, var, field in progress(fields, total) if progress else fields:
+        bound = errorbound.bound_for(bounds, var.name)
+        record, recon = fieldcodec.encode(net, field, _spec(var, bound))
+        stats[i].add(field, recon)
+        chunks[i].append(_ENTRY.pack(masks.add(np.isnan(field)), len(record)) + record)
+    for i, var in enumerate(source.variables):
+        streams.append((f"v{i}", b"".join(chunks[i])))
+        described.append({"variable": var.to_json(), "max_abs_error_bound": errorbound.bound_for(bounds, var.name), "errors": stats[i].to_json()})
+    head = [
+        ("skeleton", source.skeleton()),
+        ("variables", zlib.compress(json.dumps(described, separators=(",", ":")).encode(), 9)),
+        ("masks", masks.stream()),
+    ]
+    return container.pack(
+        container.Container(kind="climate", model=model_id, shape=[max(total, 1)], dtype="float32", streams=head + streams, meta={"variables": len(described)})
+    )
+
+
+def described_variables(c: container.Container) -> list[dict]:
+    """The ``variables`` stream of a climate container, validated."""
+    try:
+        described = json.loads(zlib.decompress(c.stream("variables")))
+    except (zlib.error, ValueError, UnicodeDecodeError):
+        raise CorruptStreamError("variables table is corrupt") from None
+    if not isinstance(described, list) or len(described) != c.meta.get("variables"):
+        raise FormatError("variables table does not match the header")
+    for d in described:
+        if not isinstance(d, dict) or not isinstance(d.get("variable"), dict) or not isinstance(d.get("errors"), dict):
+            raise FormatError("variables table entry is malformed")
+        bound = d.get("max_abs_error_bound")
+        if bound is not None and not (isinstance(bound, int | float) and bound > 0):
+            raise FormatError("variables table has an invalid error bound")
+    return described
+
+
+def _split_masks(data: bytes) -> list[bytes]:
+    blobs, pos = [], 0
+    while pos < len(data):
+        if pos + _U32.size > len(data):
+            raise CorruptStreamError("mask table truncated")
+        (n,) = _U32.unpack_from(data, pos)
+        pos += _U32.size
+        if pos + n > len(data):
+            raise CorruptStreamError("mask table truncated")
+        blobs.append(data[pos : pos + n])
+        pos += n
+    return blobs
+
+
+def _index_records(data: bytes, n_fields: int) -> list[tuple[int, int, int]]:
+    """(mask id, start, end) of each field record in a variable stream."""
+    out, pos = [], 0
+    for _ in range(n_fields):
+        if pos + _ENTRY.size > len(data):
+            raise CorruptStreamError("variable stream truncated")
+        mask_id, n = _ENTRY.unpack_from(data, pos)
+        pos += _ENTRY.size
+        if pos + n > len(data):
+            raise CorruptStreamError("variable stream truncated")
+        out.append((mask_id, pos, pos + n))
+        pos += n
+    if pos != len(data):
+        raise CorruptStreamError("variable stream has trailing bytes")
+    return out
+
+
+class CompressedArchive:
+    """Random access to the fields of a climate container (decoding guarded by one lock)."""
+
+    def __init__(self, c: container.Container, net: VAEformer, run: Callable[[Callable[[], np.ndarray]], np.ndarray]) -> None:
+        self.container, self.net, self._run = c, net, run
+        described = described_variables(c)
+        try:
+            self.variables = [dataset.GridVariable.from_json(d["variable"]) for d in described]
+        except (KeyError, TypeError, ValueError):
+            raise FormatError("variables table entry is malformed") from None
+        for var in self.variables:
+            h, w = var.field_shape
+            if h * w > MAX_FIELD_POINTS:
+                raise FormatError(f"field of {var.name} is {h} x {w}, more than this codec decodes")
+        self.bounds = [d.get("max_abs_error_bound") for d in described]
+        self.masks = _split_masks(c.stream("masks"))
+        self.records = [_index_records(c.stream(f"v{i}"), v.n_fields) for i, v in enumerate(self.variables)]
+        self._position = {v.name: i for i, v in enumerate(self.variables)}
+        self._lock = threading.Lock()
+
+    def _valid(self, mask_id: int, shape: tuple[int, int]) -> np.ndarray:
+        if mask_id == 0:
+            return np.ones(shape, bool)
+        if mask_id > len(self.masks):
+            raise CorruptStreamError("field refers to a missing mask")
+        try:
+            bits = np.frombuffer(zlib.decompress(self.masks[mask_id - 1]), np.uint8)
+        except zlib.error:
+            raise CorruptStreamError("mask is corrupt") from None
+        n = shape[0] * shape[1]
+        if bits.size != (n + 7) // 8:
+            raise CorruptStreamError("mask does not match the field shape")
+        return ~np.unpackbits(bits, count=n).astype(bool).reshape(shape)
+
+    def field(self, var: dataset.GridVariable, index: int) -> np.ndarray:
+        """Decoded field ``index`` (C order of the leading dims) of ``var``: float64 with NaN."""
+        i = self._position[var.name]
+        mask_id, start, end = self.records[i][index]
+        record = self.container.stream(f"v{i}")[start:end]
+        spec = _spec(var, self.bounds[i])
+        valid = self._valid(mask_id, spec.shape)
+        with self._lock:
+            out = self._run(lambda: fieldcodec.decode(self.net, record, spec, valid))
+        return out
+
+    def dataset(self) -> xr.Dataset:
+        """The lazily decoded dataset."""
+        return dataset.rebuild(self.container.stream("skeleton"), self.variables, self.field)

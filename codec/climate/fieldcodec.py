@@ -1,0 +1,93 @@
+"""One 2-D field <-> one record of bytes: normalization, the VAEformer, and the optional error bound.
+
+Record layout (little-endian)::
+
+    mean f8, std f8        normalization of this field (its valid points); NaN mean = no valid point
+    len_z u4, len_y u4, len_r u4
+    z, y                   the VAEformer's hyper-latent and latent bytes
+    r                      residual bytes of the error bound (empty without a bound)
+
+The network sees the field normalized to zero mean and unit variance (missing points set to 0)
+together with its validity mask, so one model serves every variable and unit.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import CorruptStreamError
+from ..models.vaeformer import VAEformer
+from . import errorbound
+
+_HEAD = struct.Struct("<ddIII")
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """What the decoder must know of a field besides its record."""
+
+    shape: tuple[int, int]
+    dtype: np.dtype
+    bound: float | None = None
+    packing: tuple[float, float] | None = None
+
+
+def network_input(field: np.ndarray, mean: float, std: float) -> torch.Tensor:
+    """[1, 2, H, W] float32: the normalized field (0 where missing) and its validity mask."""
+    valid = ~np.isnan(field)
+    norm = np.where(valid, (np.nan_to_num(field) - mean) / std, 0.0)
+    return torch.from_numpy(np.stack([norm, valid.astype(np.float64)])[None].astype(np.float32))
+
+
+def field_stats(field: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation of the valid points (std 1 for a constant field; NaN mean if none)."""
+    valid = field[~np.isnan(field)]
+    if valid.size == 0:
+        return float("nan"), 1.0
+    std = float(valid.std())
+    return float(valid.mean()), std if std > 0 else 1.0
+
+
+def _denormalize(net_out: torch.Tensor, mean: float, std: float) -> np.ndarray:
+    return net_out[0, 0].double().numpy() * std + mean
+
+
+def encode(net: VAEformer, field: np.ndarray, spec: FieldSpec) -> tuple[bytes, np.ndarray]:
+    """Record bytes of ``field`` (float64, NaN = missing) and the reconstruction a decoder will produce."""
+    mean, std = field_stats(field)
+    if np.isnan(mean):
+        return _HEAD.pack(mean, std, 0, 0, 0), np.full(spec.shape, np.nan)
+    z, y = net.compress(network_input(field, mean, std))
+    recon = _reconstruct(net, z, y, mean, std, ~np.isnan(field))
+    r = b""
+    if spec.bound is not None:
+        r, recon = errorbound.encode(field, recon, spec.bound, spec.packing, spec.dtype)
+    return _HEAD.pack(mean, std, len(z), len(y), len(r)) + z + y + r, recon
+
+
+def _reconstruct(net: VAEformer, z: bytes, y: bytes, mean: float, std: float, valid: np.ndarray) -> np.ndarray:
+    out = _denormalize(net.decompress(z, y, valid.shape), mean, std)
+    return np.where(valid, out, np.nan)
+
+
+def decode(net: VAEformer, record: bytes, spec: FieldSpec, valid: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`encode` given the field's validity mask."""
+    if len(record) < _HEAD.size:
+        raise CorruptStreamError("field record truncated")
+    mean, std, lz, ly, lr = _HEAD.unpack_from(record)
+    if _HEAD.size + lz + ly + lr != len(record):
+        raise CorruptStreamError("field record lengths are inconsistent")
+    if np.isnan(mean):
+        return np.full(spec.shape, np.nan)
+    if not (np.isfinite(mean) and np.isfinite(std) and std > 0):
+        raise CorruptStreamError("field record has invalid normalization")
+    z = record[_HEAD.size : _HEAD.size + lz]
+    y = record[_HEAD.size + lz : _HEAD.size + lz + ly]
+    recon = _reconstruct(net, z, y, mean, std, valid)
+    if spec.bound is None:
+        return recon
+    return errorbound.decode(record[_HEAD.size + lz + ly :], recon, valid, spec.bound, spec.packing, spec.dtype)

@@ -1,0 +1,165 @@
+"""Climate files end to end: `codec encode era5.nc -o x.cra`, decode back to netCDF, info, bounds, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+import codec
+from codec import registry
+from codec.checkpoint import save_weights
+from codec.cli import main
+from codec.models.vaeformer import TINY, VAEformer
+
+
+@pytest.fixture(scope="module")
+def vf_weights(tmp_path_factory):
+    torch.manual_seed(0)
+    net = VAEformer(TINY).eval()
+    net.update()
+    path = tmp_path_factory.mktemp("vf") / "vf.safetensors"
+    save_weights(net, path, {"model": "vaeformer", "config": TINY.to_dict()})
+    return path
+
+
+@pytest.fixture()
+def era5(tmp_path):
+    """A small ERA5-like file: t(time, level, lat, lon) float32, packed int16 sst with a land mask, a 1-D variable."""
+    rng = np.random.default_rng(0)
+    lat = np.linspace(90, -90, 19)
+    lon = np.arange(0, 360, 10.0)
+    y, x = np.meshgrid(np.deg2rad(lat), np.deg2rad(lon), indexing="ij")
+    t = 250 + 30 * np.cos(y)[None, None] + rng.normal(0, 0.5, (2, 3, 19, 36)) + np.arange(3)[None, :, None, None]
+    sst = 290 + 8 * np.cos(y) * np.sin(x)
+    sst[3:7, 5:12] = np.nan
+    ds = xr.Dataset(
+        {
+            "t": (("time", "level", "latitude", "longitude"), t.astype(np.float32), {"units": "K", "long_name": "temperature"}),
+            "sst": (("latitude", "longitude"), sst, {"units": "K"}),
+            "weights": (("level",), np.array([0.2, 0.3, 0.5])),
+        },
+        coords={
+            "time": ("time", np.array([0.0, 6.0]), {"units": "hours since 2020-01-01", "calendar": "gregorian"}),
+            "level": ("level", np.array([500, 850, 1000], np.int32), {"units": "hPa"}),
+            "latitude": ("latitude", lat, {"units": "degrees_north"}),
+            "longitude": ("longitude", lon, {"units": "degrees_east"}),
+        },
+        attrs={"title": "test"},
+    )
+    ds.sst.encoding.update(dtype="int16", scale_factor=0.01, add_offset=290.0, _FillValue=np.int16(-32767))
+    path = tmp_path / "era5.nc"
+    ds.to_netcdf(path)
+    return path
+
+
+def run(capsys, *args):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_round_trip_keeps_structure(capsys, era5, tmp_path, vf_weights):
+    cra, back = tmp_path / "era5.cra", tmp_path / "back.nc"
+    code, out, err = run(capsys, "encode", era5, "-o", cra, "--weights", vf_weights)
+    assert code == 0, err
+    assert json.loads(out)["kind"] == "climate"
+    code, _, err = run(capsys, "decode", cra, "-o", back, "--weights", vf_weights)
+    assert code == 0, err
+    a, b = xr.open_dataset(era5, decode_cf=False), xr.open_dataset(back, decode_cf=False)
+    assert set(a.variables) == set(b.variables)
+    for name in a.coords:
+        assert a[name].variable.identical(b[name].variable)  # values, dtype and attrs (NaN fill values equal)
+    assert a.attrs == b.attrs
+    assert xr.Variable((), 0, a.t.attrs).identical(xr.Variable((), 0, b.t.attrs))  # attrs, NaN-aware
+    assert b.sst.dtype == np.int16 and b.sst.attrs["scale_factor"] == 0.01
+    np.testing.assert_array_equal(a.sst.values == -32767, b.sst.values == -32767)  # land mask kept
+    np.testing.assert_array_equal(a.weights.values, b.weights.values)
+    code, out, _ = run(capsys, "info", cra)
+    meta = json.loads(out)
+    assert set(meta["variables"]) == {"t", "sst"}
+    assert meta["compression_ratio"] > 1
+    assert meta["variables"]["t"]["rmse"] > 0 and "max_abs_error" in meta["variables"]["t"]
+
+
+def test_max_abs_error_is_guaranteed(era5, vf_weights):
+    data = codec.encode(era5, weights=vf_weights, max_abs_error="t=0.05,sst=0.02")
+    ds = codec.decode(data, weights=vf_weights).load()
+    orig = xr.open_dataset(era5)
+    assert float(np.nanmax(np.abs(ds.t.values.astype(np.float32) - orig.t.values))) <= 0.05
+    info = codec.info(data)
+    assert info["variables"]["t"]["max_abs_error"] <= 0.05
+    assert info["variables"]["sst"]["max_abs_error"] <= 0.02 + 1e-9
+    loose = codec.encode(era5, weights=vf_weights, max_abs_error=1.0)
+    assert len(loose) < len(data)
+
+
+def test_xarray_dataset_input_and_lazy_decode(era5, vf_weights):
+    with xr.open_dataset(era5) as ds:
+        data = codec.encode(ds, weights=vf_weights)
+    out = codec.decode(data, weights=vf_weights)
+    assert isinstance(out, xr.Dataset)
+    assert out.t.chunks is not None  # lazy: fields are decoded on access
+    field = out.t.isel(time=1, level=2).values
+    assert field.shape == (19, 36) and np.isfinite(field).all()
+
+
+def test_same_bytes_across_thread_counts(era5, vf_weights):
+    outs = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        outs.append(codec.encode(era5, weights=vf_weights, max_abs_error=0.1))
+    assert outs[0] == outs[1]
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p.write_bytes(b"CDF\x01" + bytes(range(200))), ""),  # corrupt netCDF
+        (lambda p: xr.Dataset({"v": (("x",), np.arange(5.0))}).to_netcdf(p), "lat"),
+        (lambda p: xr.Dataset({"v": (("lat", "lon"), np.array([["a", "b"], ["c", "d"]]))}, coords={"lat": [0.0, 1.0], "lon": [0.0, 1.0]}).to_netcdf(p), "v"),
+    ],
+)
+def test_bad_climate_inputs(capsys, tmp_path, vf_weights, make, message):
+    src, out = tmp_path / "bad.nc", tmp_path / "bad.cra"
+    make(src)
+    code, _, err = run(capsys, "encode", src, "-o", out, "--weights", vf_weights)
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1 and lines[0].startswith("codec: error:"), err
+    assert message.lower() in lines[0].lower()
+    assert not out.exists()
+
+
+def test_bad_bounds_and_image_model(capsys, era5, tmp_path, vf_weights, tiny_weights):
+    code, _, err = run(capsys, "encode", era5, "-o", tmp_path / "x.cra", "--weights", vf_weights, "--max-abs-error", "q=0.1")
+    assert code == 1 and "unknown variables" in err
+    code, _, err = run(capsys, "encode", era5, "-o", tmp_path / "x.cra", "--weights", tiny_weights)
+    assert code == 1 and "mcquic" in err and "vaeformer" in err
+
+
+def test_damaged_climate_file(capsys, era5, tmp_path, vf_weights):
+    cra = tmp_path / "x.cra"
+    assert run(capsys, "encode", era5, "-o", cra, "--weights", vf_weights)[0] == 0
+    data = bytearray(cra.read_bytes())
+    data[-5] ^= 0xFF
+    bad = tmp_path / "bad.cra"
+    bad.write_bytes(bytes(data))
+    code, _, err = run(capsys, "decode", bad, "-o", tmp_path / "out.nc", "--weights", vf_weights)
+    assert code == 1 and "checksum" in err
+    assert not (tmp_path / "out.nc").exists()
+
+
+def test_registry_lists_vaeformer():
+    assert "vaeformer" in {m["name"] for m in registry.list_models()}
+
+
+def test_xarray_backend_entrypoint(era5, vf_weights, tmp_path):
+    cra = tmp_path / "x.cra"
+    cra.write_bytes(codec.encode(era5, weights=vf_weights))
+    ds = xr.open_dataset(cra, engine="codec", weights=vf_weights)
+    assert set(ds.data_vars) >= {"t", "sst"} and ds.t.shape == (2, 3, 19, 36)
+    direct = codec.decode(cra.read_bytes(), weights=vf_weights)
+    np.testing.assert_array_equal(ds.t.values, direct.t.values)

@@ -1,0 +1,167 @@
+"""VAEformer model, field records and the pointwise error bound."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from codec.climate import errorbound, fieldcodec
+from codec.errors import CorruptStreamError
+from codec.models.vaeformer import CRA5, TINY, VAEformer, VAEformerConfig
+
+
+@pytest.fixture(scope="module")
+def tiny() -> VAEformer:
+    torch.manual_seed(0)
+    net = VAEformer(TINY).eval()
+    net.update()
+    return net
+
+
+def smooth_field(shape=(37, 72), seed=0, nan_block=True) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    y, x = np.meshgrid(np.linspace(0, 3, shape[0]), np.linspace(0, 2 * np.pi, shape[1], endpoint=False), indexing="ij")
+    f = 280 + 15 * np.sin(y) * np.cos(x) + rng.normal(0, 0.5, shape)
+    if nan_block:
+        f[5:12, 10:30] = np.nan
+    return f.astype(np.float32).astype(np.float64)
+
+
+def test_forward_any_size_and_backward():
+    net = VAEformer(TINY)
+    x = torch.randn(2, 2, 23, 41)
+    out = net(x)
+    assert out["x_hat"].shape == (2, 1, 23, 41)
+    assert set(out["likelihoods"]) == {"y", "z"}
+    loss = out["x_hat"].pow(2).mean() + sum(lk.log().sum() for lk in out["likelihoods"].values()) + out["kl"]
+    loss.backward()
+    assert all(p.grad is not None for p in net.embed.parameters())
+
+
+def test_longitude_is_periodic():
+    """Rolling the input by whole patches along longitude rolls the latent: no seam at the date line."""
+    torch.manual_seed(1)
+    net = VAEformer(VAEformerConfig(dim=16, depth=1, heads=2, windows=((4, 4),), global_every=0, latent_channels=4, hyper_channels=4, hyper_latent_channels=4)).eval()
+    x = torch.randn(1, 2, 16, 64)
+    with torch.no_grad():
+        a, _ = net.encode(x)
+        b, _ = net.encode(torch.roll(x, 16, dims=-1))
+    torch.testing.assert_close(torch.roll(a, 4, dims=-1), b, atol=1e-5, rtol=1e-5)
+
+
+def test_compress_matches_decoder(tiny):
+    field = smooth_field()
+    spec = fieldcodec.FieldSpec(field.shape, np.dtype("float32"))
+    with torch.inference_mode():
+        record, recon = fieldcodec.encode(tiny, field, spec)
+        out = fieldcodec.decode(tiny, record, spec, ~np.isnan(field))
+    np.testing.assert_array_equal(out, recon)
+    assert np.array_equal(np.isnan(out), np.isnan(field))
+    assert len(record) < field.size * 4
+
+
+def test_thread_count_does_not_change_bytes(tiny):
+    field = smooth_field(seed=3)
+    spec = fieldcodec.FieldSpec(field.shape, np.dtype("float32"), bound=0.3)
+    records = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        with torch.inference_mode():
+            records.append(fieldcodec.encode(tiny, field, spec)[0])
+    assert records[0] == records[1]
+
+
+@pytest.mark.parametrize("bound", [2.0, 0.25, 0.01])
+def test_error_bound_float(tiny, bound):
+    field = smooth_field(seed=5)
+    spec = fieldcodec.FieldSpec(field.shape, np.dtype("float32"), bound=bound)
+    with torch.inference_mode():
+        record, recon = fieldcodec.encode(tiny, field, spec)
+        out = fieldcodec.decode(tiny, record, spec, ~np.isnan(field))
+    np.testing.assert_array_equal(out, recon)
+    written = out.astype(np.float32).astype(np.float64)  # what a float32 netCDF variable stores
+    assert np.nanmax(np.abs(written - field)) <= bound
+    assert np.array_equal(np.isnan(written), np.isnan(field))
+
+
+def test_error_bound_below_float32_resolution_stores_exact_values(tiny):
+    field = smooth_field(seed=6)
+    spec = fieldcodec.FieldSpec(field.shape, np.dtype("float32"), bound=1e-7)
+    with torch.inference_mode():
+        record, _ = fieldcodec.encode(tiny, field, spec)
+        out = fieldcodec.decode(tiny, record, spec, ~np.isnan(field))
+    np.testing.assert_array_equal(out.astype(np.float32)[~np.isnan(field)], field[~np.isnan(field)].astype(np.float32))
+
+
+@pytest.mark.parametrize("bound", [0.5, 0.01, 0.004])
+def test_error_bound_packed_integers(tiny, bound):
+    scale, offset = 0.01, 280.0
+    k = np.rint((np.nan_to_num(smooth_field(seed=7)) - offset) / scale)
+    field = np.where(np.isnan(smooth_field(seed=7)), np.nan, (offset + scale * k).astype(np.float32).astype(np.float64))
+    spec = fieldcodec.FieldSpec(field.shape, np.dtype("float32"), bound=bound, packing=(scale, offset))
+    with torch.inference_mode():
+        record, _ = fieldcodec.encode(tiny, field, spec)
+        out = fieldcodec.decode(tiny, record, spec, ~np.isnan(field))
+    valid = ~np.isnan(field)
+    k_out = np.rint((out[valid] - offset) / scale)  # what the netCDF writer packs
+    assert np.max(np.abs(k_out - k[valid])) * scale <= bound + 1e-12
+
+
+def test_bound_shrinks_error_and_costs_bits(tiny):
+    field = smooth_field(seed=8)
+    sizes = []
+    for bound in (None, 1.0, 0.1):
+        spec = fieldcodec.FieldSpec(field.shape, np.dtype("float32"), bound=bound)
+        with torch.inference_mode():
+            sizes.append(len(fieldcodec.encode(tiny, field, spec)[0]))
+    assert sizes[0] < sizes[1] < sizes[2]
+
+
+def test_all_missing_and_constant_fields(tiny):
+    spec = fieldcodec.FieldSpec((9, 16), np.dtype("float32"), bound=0.1)
+    empty = np.full((9, 16), np.nan)
+    constant = np.full((9, 16), 5.0)
+    with torch.inference_mode():
+        for field in (empty, constant):
+            record, _ = fieldcodec.encode(tiny, field, spec)
+            out = fieldcodec.decode(tiny, record, spec, ~np.isnan(field))
+            np.testing.assert_array_equal(np.isnan(out), np.isnan(field))
+            assert np.nanmax(np.abs(np.nan_to_num(out - field))) <= 0.1
+
+
+def test_corrupt_records_raise(tiny):
+    field = smooth_field()
+    spec = fieldcodec.FieldSpec(field.shape, np.dtype("float32"), bound=0.5)
+    valid = ~np.isnan(field)
+    with torch.inference_mode():
+        record, _ = fieldcodec.encode(tiny, field, spec)
+        for bad in (record[:10], record[:-3], record + b"x"):
+            with pytest.raises(CorruptStreamError):
+                fieldcodec.decode(tiny, bad, spec, valid)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("0.5", 0.5), ("t=0.1,z=10", {"t": 0.1, "z": 10.0}), (None, None), (2, 2.0)],
+)
+def test_parse_bounds(text, expected):
+    assert errorbound.parse_bounds(text) == expected
+
+
+@pytest.mark.parametrize("text", ["abc", "t=", "-1", "0", "t=0.1,z=nan"])
+def test_parse_bounds_rejects(text):
+    with pytest.raises(ValueError):
+        errorbound.parse_bounds(text)
+
+
+def test_cra5_configuration_builds():
+    with torch.device("meta"):
+        net = VAEformer(CRA5)
+    params = sum(p.numel() for p in net.parameters())
+    assert 3e8 < params < 5e8  # the published model has about 0.4 B parameters
+    assert net.latent_size(721, 1440) == (73, 144)
+
+
+def test_config_round_trip():
+    assert VAEformerConfig.from_dict(CRA5.to_dict()) == CRA5
