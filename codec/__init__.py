@@ -1,4 +1,4 @@
-"""codec: learned compression for images (McQuic), with video and climate codecs to follow.
+"""codec: learned compression for images (McQuic) and climate data (VAEformer); video to follow.
 
 Python API::
 
@@ -6,6 +6,7 @@ Python API::
     data = codec.encode("photo.png", quality=3)   # bytes; also PIL images, arrays, tensors
     pixels = codec.decode(data)                   # uint8 numpy array [H, W, 3]
     codec.info(data)                              # {"model": "mcquic", "bpp": ..., ...}
+    ds = codec.decode(codec.encode("era5.nc", max_abs_error=0.5))   # lazy xarray.Dataset (VAEformer)
 """
 
 import warnings

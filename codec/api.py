@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from . import container, imageio, registry
+from .climate import GRIB_MAGIC, NETCDF_MAGICS
 from .fileio import existing_file
 from .errors import FormatError, InputError, ModelError
 from .models.mcquic import pad_to_multiple
@@ -48,7 +49,7 @@ def _run(fn):  # noqa: ANN001, ANN202 - passes a callable through the inference 
         return fn()
 
 
-CLIMATE_MAGICS = (b"CDF\x01", b"CDF\x02", b"CDF\x05", b"\x89HDF\r\n\x1a\n", b"GRIB")
+CLIMATE_MAGICS = (*NETCDF_MAGICS, GRIB_MAGIC)
 
 
 def is_climate_input(obj: object) -> bool:
@@ -149,7 +150,8 @@ def decode(data: bytes, weights: str | os.PathLike | None = None):  # noqa: ANN2
     """Decompress bytes from :func:`encode`.
 
     Images give uint8 pixels [H, W] (L) or [H, W, C] (LA, RGB, RGBA); climate files give a lazily
-    decoded ``xarray.Dataset`` (each field is decoded when its values are first needed).
+    decoded ``xarray.Dataset`` (each field is decoded when its values are first needed), or an
+    ``xarray.DataTree`` when the source had groups (GRIB hypercubes become groups).
     """
     c = container.unpack(bytes(data))
     if c.kind == "climate":
@@ -158,7 +160,7 @@ def decode(data: bytes, weights: str | os.PathLike | None = None):  # noqa: ANN2
 
 
 def open_climate(c: container.Container, weights: str | os.PathLike | None = None):  # noqa: ANN201
-    """The lazily decoded ``xarray.Dataset`` of a climate container."""
+    """The lazily decoded ``xarray.Dataset`` (``DataTree`` for grouped sources) of a climate container."""
     from .climate import archive
 
     loaded = _model_for(c, weights)
@@ -212,16 +214,13 @@ def _climate_info(c: container.Container, size: int) -> dict:
 
     described = archive.described_variables(c)
     variables, raw = {}, 0
-    for d in described:
-        var = d["variable"]
-        shape = var.get("shape", [])
-        points = int(np.prod(shape)) if shape else 0
-        raw += 4 * points
-        variables[var.get("name", "?")] = {
-            "shape": shape,
-            "dims": var.get("dims"),
-            "group": var.get("group"),
-            "bytes": len(c.stream(f"v{len(variables)}")),
+    for i, (d, var) in enumerate(zip(described, archive.grid_variables(described), strict=True)):
+        raw += 4 * int(np.prod(var.shape, dtype=np.int64))
+        variables[var.name] = {
+            "shape": list(var.shape),
+            "dims": list(var.dims),
+            "group": var.group,
+            "bytes": len(c.stream(f"v{i}")),
             "max_abs_error_bound": d.get("max_abs_error_bound"),
             **d["errors"],
         }

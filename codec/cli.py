@@ -100,7 +100,7 @@ def _positive_int(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``codec`` command."""
-    parser = argparse.ArgumentParser(prog="codec", description="Learned compression for images (and more).")
+    parser = argparse.ArgumentParser(prog="codec", description="Learned compression for images and climate data (netCDF, GRIB).")
     sub = parser.add_subparsers(dest="command", required=True)
 
     enc = sub.add_parser("encode", help="compress an image or a climate dataset")

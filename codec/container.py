@@ -1,4 +1,4 @@
-"""The one container format of every codec file (images now; video and climate later).
+"""The one container format of every codec file (images and climate datasets; video later).
 
 Layout (all integers little-endian)::
 

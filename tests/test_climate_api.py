@@ -163,3 +163,21 @@ def test_xarray_backend_entrypoint(era5, vf_weights, tmp_path):
     assert set(ds.data_vars) >= {"t", "sst"} and ds.t.shape == (2, 3, 19, 36)
     direct = codec.decode(cra.read_bytes(), weights=vf_weights)
     np.testing.assert_array_equal(ds.t.values, direct.t.values)
+
+
+def test_infinite_values_refused(capsys, tmp_path, vf_weights):
+    src = tmp_path / "inf.nc"
+    v = np.ones((5, 8))
+    v[2, 3] = np.inf
+    xr.Dataset({"v": (("lat", "lon"), v)}, coords={"lat": np.linspace(-60, 60, 5), "lon": np.arange(0, 360, 45.0)}).to_netcdf(src)
+    code, _, err = run(capsys, "encode", src, "-o", tmp_path / "inf.cra", "--weights", vf_weights)
+    assert code == 1 and "infinite" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "inf.cra").exists()
+
+
+def test_lazy_dataset_pickles_for_dask_processes(era5, vf_weights):
+    import pickle
+
+    ds = codec.decode(codec.encode(era5, weights=vf_weights), weights=vf_weights)
+    again = pickle.loads(pickle.dumps(ds))
+    np.testing.assert_array_equal(again.t.values, ds.t.values)

@@ -165,3 +165,42 @@ def test_cra5_configuration_builds():
 
 def test_config_round_trip():
     assert VAEformerConfig.from_dict(CRA5.to_dict()) == CRA5
+
+
+def _packed(field_k: np.ndarray, scale: float, offset: float) -> np.ndarray:
+    return (offset + scale * field_k).astype(np.float32).astype(np.float64)
+
+
+@pytest.mark.parametrize(("scale", "bound"), [(0.001, 0.01), (0.1, 0.3), (0.01, 5.0)])
+def test_packed_bound_holds_at_grid_multiples_and_int16_extremes(tiny, scale, bound):
+    """Values at the ends of int16 (as ERA5 packs them) stay storable, never wrap, never hit the fill value."""
+    rng = np.random.default_rng(1)
+    k = rng.integers(-32766, 32768, (19, 36)).astype(np.float64)
+    k[:, :6] = 32767
+    k[:, 6:12] = -32766
+    field = _packed(k, scale, 250.0)
+    spec = fieldcodec.FieldSpec(field.shape, np.dtype("float32"), bound=bound, packing=(scale, 250.0), int_range=(-32766, 32767))
+    with torch.inference_mode():
+        record, _ = fieldcodec.encode(tiny, field, spec)
+        out = fieldcodec.decode(tiny, record, spec, np.ones(field.shape, bool))
+    k_out = np.rint((out - 250.0) / scale)
+    assert k_out.min() >= -32766 and k_out.max() <= 32767
+    assert np.max(np.abs(_packed(k_out, scale, 250.0) - field)) <= bound  # as a float32 reader sees it
+
+
+def test_huge_residuals_are_stored_exactly(tiny):
+    field = smooth_field(nan_block=False) * 1e9  # e.g. accumulated radiation in J m-2 with a tiny bound
+    spec = fieldcodec.FieldSpec(field.shape, np.dtype("float64"), bound=1e-3)
+    with torch.inference_mode():
+        record, _ = fieldcodec.encode(tiny, field, spec)
+        out = fieldcodec.decode(tiny, record, spec, np.ones(field.shape, bool))
+    assert np.max(np.abs(out - field)) <= 1e-3
+
+
+def test_parse_bounds_types():
+    assert errorbound.parse_bounds(np.float32(0.5)) == 0.5
+    for bad in (True, {"t": "0.1"}, float("inf")):
+        with pytest.raises(ValueError):
+            errorbound.parse_bounds(bad)
+    assert errorbound.bound_for({"t": 0.1}, "isobaricInhPa/t") == 0.1  # GRIB groups: the short name works
+    assert errorbound.bound_for({"t": 0.1, "isobaricInhPa/t": 0.2}, "isobaricInhPa/t") == 0.2

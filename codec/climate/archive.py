@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import struct
 import threading
 import zlib
@@ -83,7 +84,7 @@ class _ErrorStats:
 
 
 def _spec(var: dataset.GridVariable, bound: float | None) -> fieldcodec.FieldSpec:
-    return fieldcodec.FieldSpec(var.field_shape, np.dtype(var.dtype), bound, var.packing())
+    return fieldcodec.FieldSpec(var.field_shape, np.dtype(var.dtype), bound, var.packing(), var.integer_range())
 
 
 def encode(
@@ -95,15 +96,19 @@ def encode(
 ) -> bytes:
     """Compress every grid variable of ``source`` with ``net``; ``bounds`` as :func:`errorbound.parse_bounds`."""
     if isinstance(bounds, dict):
-        unknown = set(bounds) - {v.name for v in source.variables}
+        names = {v.name for v in source.variables} | {v.name.rsplit("/", 1)[-1] for v in source.variables}
+        unknown = set(bounds) - names
         if unknown:
-            raise InputError(f"--max-abs-error names unknown variables: {', '.join(sorted(unknown))}")
+            known = ", ".join(sorted(v.name for v in source.variables))
+            raise InputError(f"--max-abs-error names unknown variables: {', '.join(sorted(unknown))} (variables: {known})")
     masks, streams, described = _Masks(), [], []
     total = sum(v.n_fields for v in source.variables)
     fields = ((i, var, f) for i, var in enumerate(source.variables) for f in source.fields(var))
     chunks: list[list[bytes]] = [[] for _ in source.variables]
     stats = [_ErrorStats() for _ in source.variables]
     for i, var, field in progress(fields, total) if progress else fields:
+        if np.isinf(field).any():
+            raise InputError(f"{var.name} holds infinite values; codec compresses finite values and missing (NaN) points")
         bound = errorbound.bound_for(bounds, var.name)
         record, recon = fieldcodec.encode(net, field, _spec(var, bound))
         stats[i].add(field, recon)
@@ -133,9 +138,24 @@ def described_variables(c: container.Container) -> list[dict]:
         if not isinstance(d, dict) or not isinstance(d.get("variable"), dict) or not isinstance(d.get("errors"), dict):
             raise FormatError("variables table entry is malformed")
         bound = d.get("max_abs_error_bound")
-        if bound is not None and not (isinstance(bound, int | float) and bound > 0):
+        if bound is not None and not (isinstance(bound, int | float) and not isinstance(bound, bool) and math.isfinite(bound) and bound > 0):
             raise FormatError("variables table has an invalid error bound")
     return described
+
+
+def grid_variables(described: list[dict]) -> list[dataset.GridVariable]:
+    """The validated grid variables of a ``variables`` table."""
+    try:
+        variables = [dataset.GridVariable.from_json(d["variable"]) for d in described]
+        for var in variables:
+            var.packing()  # validates the packing factors
+    except (KeyError, TypeError, ValueError):
+        raise FormatError("variables table entry is malformed") from None
+    for var in variables:
+        h, w = var.field_shape
+        if h * w > MAX_FIELD_POINTS:
+            raise FormatError(f"field of {var.name} is {h} x {w}, more than this codec decodes")
+    return variables
 
 
 def _split_masks(data: bytes) -> list[bytes]:
@@ -175,18 +195,19 @@ class CompressedArchive:
     def __init__(self, c: container.Container, net: VAEformer, run: Callable[[Callable[[], np.ndarray]], np.ndarray]) -> None:
         self.container, self.net, self._run = c, net, run
         described = described_variables(c)
-        try:
-            self.variables = [dataset.GridVariable.from_json(d["variable"]) for d in described]
-        except (KeyError, TypeError, ValueError):
-            raise FormatError("variables table entry is malformed") from None
-        for var in self.variables:
-            h, w = var.field_shape
-            if h * w > MAX_FIELD_POINTS:
-                raise FormatError(f"field of {var.name} is {h} x {w}, more than this codec decodes")
+        self.variables = grid_variables(described)
         self.bounds = [d.get("max_abs_error_bound") for d in described]
         self.masks = _split_masks(c.stream("masks"))
         self.records = [_index_records(c.stream(f"v{i}"), v.n_fields) for i, v in enumerate(self.variables)]
         self._position = {v.name: i for i, v in enumerate(self.variables)}
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict:
+        """Picklable (for dask's process and distributed schedulers): the lock is recreated."""
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
         self._lock = threading.Lock()
 
     def _valid(self, mask_id: int, shape: tuple[int, int]) -> np.ndarray:
@@ -194,11 +215,11 @@ class CompressedArchive:
             return np.ones(shape, bool)
         if mask_id > len(self.masks):
             raise CorruptStreamError("field refers to a missing mask")
+        n = shape[0] * shape[1]
         try:
-            bits = np.frombuffer(zlib.decompress(self.masks[mask_id - 1]), np.uint8)
+            bits = np.frombuffer(zlib.decompressobj().decompress(self.masks[mask_id - 1], (n + 7) // 8 + 1), np.uint8)
         except zlib.error:
             raise CorruptStreamError("mask is corrupt") from None
-        n = shape[0] * shape[1]
         if bits.size != (n + 7) // 8:
             raise CorruptStreamError("mask does not match the field shape")
         return ~np.unpackbits(bits, count=n).astype(bool).reshape(shape)

@@ -46,9 +46,8 @@ import xarray as xr
 
 from ..errors import FormatError, InputError
 from ..fileio import existing_file, write_atomic_with
+from . import GRIB_MAGIC, NETCDF_MAGICS
 
-NETCDF_MAGICS = (b"CDF\x01", b"CDF\x02", b"CDF\x05", b"\x89HDF\r\n\x1a\n")
-GRIB_MAGIC = b"GRIB"
 _OPEN = {"decode_times": False, "decode_timedelta": False, "mask_and_scale": True}
 # Encoding keys that change on-disk values or types: the skeleton's stand-in keeps them exactly.
 _CF_KEYS = ("dtype", "scale_factor", "add_offset", "_FillValue", "missing_value", "units", "calendar", "_Unsigned")
@@ -130,11 +129,33 @@ class GridVariable:
         return int(np.prod(self.shape[:-2], dtype=np.int64))
 
     def packing(self) -> tuple[float, float] | None:
-        """(scale_factor, add_offset) when stored as packed integers, else None."""
+        """(scale_factor, add_offset) of the integer grid the values are stored on, else None (floats).
+
+        Packed integers give their factors; plain integer variables give (1, 0).  Invalid factors
+        (not finite, zero) raise :class:`FormatError`.
+        """
         enc = self.encoding
-        if ("scale_factor" not in enc and "add_offset" not in enc) or not _is_integer_name(enc.get("dtype")):
+        if not _is_integer_name(enc.get("dtype")):
             return None
-        return float(enc.get("scale_factor", 1.0)), float(enc.get("add_offset", 0.0))
+        try:
+            scale, offset = float(enc.get("scale_factor", 1.0)), float(enc.get("add_offset", 0.0))
+        except (TypeError, ValueError):
+            raise FormatError(f"grid variable {self.name} has invalid packing factors") from None
+        if not (np.isfinite(scale) and np.isfinite(offset) and scale != 0):
+            raise FormatError(f"grid variable {self.name} has invalid packing factors")
+        return scale, offset
+
+    def integer_range(self) -> tuple[int, int] | None:
+        """Smallest and largest storable integer of a packed variable; fill values near either end are excluded."""
+        if self.packing() is None:
+            return None
+        info = np.iinfo(np.dtype(self.encoding["dtype"]))
+        lo, hi = int(info.min), int(info.max)
+        fills = {self.encoding.get(k, self.attrs.get(k)) for k in ("_FillValue", "missing_value")}
+        fills = {int(f) for f in fills if isinstance(f, int | float) and not isinstance(f, bool) and np.isfinite(f)}
+        for f in fills:
+            lo, hi = (max(lo, f + 1) if f - lo <= 16 else lo), (min(hi, f - 1) if hi - f <= 16 else hi)
+        return lo, hi
 
 
 def _is_numeric_name(dtype: object) -> bool:

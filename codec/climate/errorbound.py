@@ -4,17 +4,22 @@ Given the original field ``x`` and the network's reconstruction ``r``, the resid
 with a uniform step of ``2E`` (so each point lands within ``E``) and entropy-coded with Gaussian
 tables whose scale is chosen per 16 x 16 tile.  Two cases keep the guarantee exact:
 
-* Packed variables (stored as integers ``k`` with ``x = offset + scale * k``) are corrected in the
-  integer domain with an odd step of ``2 * floor(E / scale) + 1``, so the bound holds after the
-  netCDF writer packs the values again.
+* Packed (and plain integer) variables, stored as integers ``k`` with ``x = offset + scale * k``,
+  are corrected in the integer domain with an odd step of ``2e + 1``, ``e = floor((E - d) / scale)``,
+  where ``d`` covers how far ``x`` sits off its grid plus the float32 rounding of a reader; results
+  are clipped to the storable integers (fill values excluded), so the bound holds after the netCDF
+  writer packs the values again.  A field whose bound is below one grid step takes the float path.
 * Float variables are corrected in float64; points where rounding to the output dtype would still
-  break the bound (only when ``E`` is near that dtype's resolution) are stored exactly.
+  break the bound (only when ``E`` is near that dtype's resolution), or whose residual exceeds
+  2^30 steps, are stored exactly.  A leading byte tells the decoder which path a field took.
 
 Missing points (NaN) are skipped: they are restored from the mask, not from the residual.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import struct
 import zlib
 
@@ -28,23 +33,25 @@ _U32 = struct.Struct("<I")
 
 
 def parse_bounds(text: str | float | dict | None) -> dict[str, float] | float | None:
-    """``"0.5"`` -> 0.5 for every variable; ``"t=0.1,z=10"`` -> per-variable dict; validates positivity."""
-    if text is None or isinstance(text, dict | float | int):
-        bounds = text if not isinstance(text, int) else float(text)
-    else:
+    """``"0.5"`` or 0.5 -> 0.5 for every variable; ``"t=0.1,z=10"`` or a dict -> per variable; positive and finite."""
+    if text is None:
+        return None
+    if isinstance(text, str):
         try:
-            bounds = float(text) if "=" not in text else {k.strip(): float(v) for k, v in (p.split("=", 1) for p in text.split(","))}
+            text = float(text) if "=" not in text else {k.strip(): float(v) for k, v in (p.split("=", 1) for p in text.split(","))}
         except ValueError:
             raise ValueError(f"--max-abs-error must be a number or NAME=NUMBER,...; got {text!r}") from None
-    values = bounds.values() if isinstance(bounds, dict) else [bounds] if bounds is not None else []
-    if any(not np.isfinite(v) or v <= 0 for v in values):
-        raise ValueError("error bounds must be positive numbers")
-    return bounds
+    values = list(text.values()) if isinstance(text, dict) else [text]
+    if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in values):
+        raise ValueError("error bounds must be positive finite numbers")
+    return {str(k): float(v) for k, v in text.items()} if isinstance(text, dict) else float(text)
 
 
 def bound_for(bounds: dict[str, float] | float | None, name: str) -> float | None:
-    """The bound that applies to variable ``name`` (None = no bound)."""
-    return bounds.get(name) if isinstance(bounds, dict) else bounds
+    """The bound of variable ``name`` (None = no bound); ``group/t`` also matches a bound given for ``t``."""
+    if not isinstance(bounds, dict):
+        return bounds
+    return bounds.get(name, bounds.get(name.rsplit("/", 1)[-1]))
 
 
 def _tiles(shape: tuple[int, int]) -> tuple[int, int]:
@@ -77,7 +84,8 @@ def _decode_integers(data: bytes, shape: tuple[int, int], valid: np.ndarray) -> 
         raise CorruptStreamError("residual stream truncated")
     (n,) = _U32.unpack_from(data)
     try:
-        tile_index = np.frombuffer(zlib.decompress(data[_U32.size : _U32.size + n]), np.uint8)
+        inflate = zlib.decompressobj()
+        tile_index = np.frombuffer(inflate.decompress(data[_U32.size : _U32.size + n], n_tiles + 1), np.uint8)
     except zlib.error:
         raise CorruptStreamError("residual tile table is corrupt") from None
     if tile_index.size != n_tiles or np.any(tile_index >= len(tables.scales)):
@@ -87,48 +95,78 @@ def _decode_integers(data: bytes, shape: tuple[int, int], valid: np.ndarray) -> 
     return q
 
 
-def encode(x: np.ndarray, recon: np.ndarray, bound: float, packing: tuple[float, float] | None, dtype: np.dtype) -> tuple[bytes, np.ndarray]:
-    """Residual bytes and the bounded reconstruction (float64, NaN where ``x`` is NaN)."""
+_FLOAT, _PACKED = 0, 1
+MAX_STEPS = 1 << 30  # residuals of more quantization steps than this are stored exactly
+
+
+def _float32_slack(x: np.ndarray) -> float:
+    """A few float32 ulps of the largest magnitude: the rounding a float32 reader adds to packed values."""
+    return 4 * float(np.finfo(np.float32).eps) * float(np.nanmax(np.abs(x), initial=0.0))
+
+
+def encode(
+    x: np.ndarray, recon: np.ndarray, bound: float, packing: tuple[float, float] | None, dtype: np.dtype, int_range: tuple[int, int] | None = None
+) -> tuple[bytes, np.ndarray]:
+    """Residual bytes and the bounded reconstruction (float64, NaN where ``x`` is NaN).
+
+    Packed fields use the integer path when ``x`` lies on its packing grid and the bound spans at
+    least one grid step; otherwise (and for floats) the float path.  The first byte says which.
+    """
     valid = ~np.isnan(x)
     if packing is not None:
         scale, offset = packing
         k = np.where(valid, np.rint((np.nan_to_num(x) - offset) / scale), 0)
-        k_hat = np.rint((np.nan_to_num(recon) - offset) / scale)
-        e_int = int(np.floor(bound / abs(scale) * (1 + 1e-9)))
-        step = 2 * e_int + 1
-        q = np.floor_divide(k - k_hat + e_int, step).astype(np.int64)
-        q[~valid] = 0
-        out = offset + scale * (k_hat + q * step)
-        return _code_integers(q, valid), np.where(valid, out, np.nan)
-    q = np.where(valid, np.rint((np.nan_to_num(x) - recon) / (2 * bound)), 0).astype(np.int64)
+        off_grid = float(np.max(np.abs(np.nan_to_num(x) - (offset + scale * k))[valid], initial=0.0))
+        e_int = int(np.floor((bound - off_grid - _float32_slack(x)) / abs(scale)))
+        if 0 <= e_int < MAX_STEPS:
+            k_hat = _clip(np.rint((np.nan_to_num(recon) - offset) / scale), int_range)
+            step = 2 * e_int + 1
+            q = np.floor_divide(k - k_hat + e_int, step).astype(np.int64)
+            q[~valid] = 0
+            out = offset + scale * _clip(k_hat + q * step, int_range)
+            return bytes([_PACKED]) + _U32.pack(e_int) + _code_integers(q, valid), np.where(valid, out, np.nan)
+    steps = np.where(valid, np.rint((np.nan_to_num(x) - recon) / (2 * bound)), 0)
+    far = ~(np.abs(steps) <= MAX_STEPS)  # also catches non-finite residuals
+    q = np.where(far, 0, steps).astype(np.int64)
     out = np.where(valid, (recon + q * (2 * bound)).astype(dtype).astype(np.float64), np.nan)
-    bad = np.flatnonzero(valid & ~(np.abs(out - np.nan_to_num(x)) <= bound))
+    bad = np.flatnonzero(valid & (far | ~(np.abs(out - np.nan_to_num(x)) <= bound)))
     exact = x.ravel()[bad].astype(np.float64)
     out.ravel()[bad] = exact
     fixes = _U32.pack(bad.size) + bad.astype("<u4").tobytes() + exact.astype("<f8").tobytes()
-    return fixes + _code_integers(q, valid), out
+    return bytes([_FLOAT]) + fixes + _code_integers(q, valid), out
 
 
-def decode(data: bytes, recon: np.ndarray, valid: np.ndarray, bound: float, packing: tuple[float, float] | None, dtype: np.dtype) -> np.ndarray:
+def _clip(k: np.ndarray, int_range: tuple[int, int] | None) -> np.ndarray:
+    return k if int_range is None else np.clip(k, *int_range)
+
+
+def decode(
+    data: bytes, recon: np.ndarray, valid: np.ndarray, bound: float, packing: tuple[float, float] | None, dtype: np.dtype, int_range: tuple[int, int] | None = None
+) -> np.ndarray:
     """Inverse of :func:`encode`, given the same network reconstruction and validity mask."""
     shape = recon.shape
-    if packing is not None:
-        scale, offset = packing
-        step = 2 * int(np.floor(bound / abs(scale) * (1 + 1e-9))) + 1
-        q = _decode_integers(data, shape, valid)
-        out = offset + scale * (np.rint((recon - offset) / scale) + q * step)
-        return np.where(valid, out, np.nan)
-    if len(data) < _U32.size:
+    if len(data) < 1 + _U32.size:
         raise CorruptStreamError("residual stream truncated")
-    (n,) = _U32.unpack_from(data)
-    end = _U32.size + 12 * n
-    if n > recon.size or len(data) < end:
+    mode, (n,) = data[0], _U32.unpack_from(data, 1)
+    body = data[1 + _U32.size :]
+    if mode == _PACKED:
+        if packing is None or n >= MAX_STEPS:
+            raise CorruptStreamError("residual stream is packed but the variable is not")
+        scale, offset = packing
+        step = 2 * n + 1
+        q = _decode_integers(body, shape, valid)
+        k_hat = _clip(np.rint((np.nan_to_num(recon) - offset) / scale), int_range)
+        return np.where(valid, offset + scale * _clip(k_hat + q * step, int_range), np.nan)
+    if mode != _FLOAT:
+        raise CorruptStreamError("unknown residual coding mode")
+    end = 12 * n
+    if n > recon.size or len(body) < end:
         raise CorruptStreamError("residual correction table is corrupt")
-    bad = np.frombuffer(data[_U32.size : _U32.size + 4 * n], "<u4").astype(np.int64)
-    exact = np.frombuffer(data[_U32.size + 4 * n : end], "<f8")
+    bad = np.frombuffer(body[: 4 * n], "<u4").astype(np.int64)
+    exact = np.frombuffer(body[4 * n : end], "<f8")
     if np.any(bad >= recon.size):
         raise CorruptStreamError("residual correction index out of range")
-    q = _decode_integers(data[end:], shape, valid)
+    q = _decode_integers(body[end:], shape, valid)
     out = np.where(valid, (recon + q * (2 * bound)).astype(dtype).astype(np.float64), np.nan)
     out.ravel()[bad] = exact
     return out

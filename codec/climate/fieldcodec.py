@@ -34,6 +34,7 @@ class FieldSpec:
     dtype: np.dtype
     bound: float | None = None
     packing: tuple[float, float] | None = None
+    int_range: tuple[int, int] | None = None  # storable integers of a packed variable
 
 
 def network_input(field: np.ndarray, mean: float, std: float) -> torch.Tensor:
@@ -65,7 +66,7 @@ def encode(net: VAEformer, field: np.ndarray, spec: FieldSpec) -> tuple[bytes, n
     recon = _reconstruct(net, z, y, mean, std, ~np.isnan(field))
     r = b""
     if spec.bound is not None:
-        r, recon = errorbound.encode(field, recon, spec.bound, spec.packing, spec.dtype)
+        r, recon = errorbound.encode(field, recon, spec.bound, spec.packing, spec.dtype, spec.int_range)
     return _HEAD.pack(mean, std, len(z), len(y), len(r)) + z + y + r, recon
 
 
@@ -90,4 +91,4 @@ def decode(net: VAEformer, record: bytes, spec: FieldSpec, valid: np.ndarray) ->
     recon = _reconstruct(net, z, y, mean, std, valid)
     if spec.bound is None:
         return recon
-    return errorbound.decode(record[_HEAD.size + lz + ly :], recon, valid, spec.bound, spec.packing, spec.dtype)
+    return errorbound.decode(record[_HEAD.size + lz + ly :], recon, valid, spec.bound, spec.packing, spec.dtype, spec.int_range)

@@ -87,14 +87,17 @@ class VAEformerTask:
         self.freeze(model)
         raw = coded = 0
         errors = []
-        net = model.cpu() if next(model.parameters()).is_cuda else model
-        for f in fields:
-            values = np.where(f.valid, f.values.astype(np.float64), np.nan)
-            record, recon = fieldcodec.encode(net, values, fieldcodec.FieldSpec(values.shape, np.dtype("float32")))
-            raw, coded = raw + 4 * values.size, coded + len(record)
-            w = climate_data.lat_weights(f.lat)[:, None] * f.valid
-            errors.append(float(np.sqrt((w * np.nan_to_num(recon - values) ** 2).sum() / max(w.sum(), 1e-9))))
-        model.to(next(iter(model.state_dict().values())).device)
+        device = next(model.parameters()).device
+        try:
+            model.cpu()  # bytes are made on the CPU, as users make them
+            for f in fields:
+                values = np.where(f.valid, f.values.astype(np.float64), np.nan)
+                record, recon = fieldcodec.encode(model, values, fieldcodec.FieldSpec(values.shape, np.dtype("float32")))
+                raw, coded = raw + 4 * values.size, coded + len(record)
+                w = climate_data.lat_weights(f.lat)[:, None] * f.valid
+                errors.append(float(np.sqrt((w * np.nan_to_num(recon - values) ** 2).sum() / max(w.sum(), 1e-9))))
+        finally:
+            model.to(device)
         return {"ratio": raw / max(coded, 1), "nrmse": float(np.mean(errors)) if errors else 0.0}
 
     def freeze(self, model: nn.Module) -> None:
