@@ -16,6 +16,7 @@ install: $(VENV)/.installed
 
 demo: install
 	$(PY) benchmarks/demo.py $(DEMO_IMAGE)
+	$(PY) benchmarks/demo_climate.py
 
 test: install
 	$(PY) -m pytest -n 2 tests

@@ -172,10 +172,12 @@ def plot(summary: list[dict], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 5))
     styles = {"vaeformer": "o-", "vaeformer+bound": "s--", "sz3": "^:", "zfp": "v:", "bitround+zstd": "d:", "sz3 (bound)": "x-"}
-    for method, style in styles.items():
-        pts = sorted((r["mean_nrmse"], r["ratio"]) for r in summary if r["method"] == method)
-        if pts:
-            ax.plot(*zip(*pts, strict=True), style, label=method)
+    series: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+    for r in summary:  # the bounded mode: one line per quality, across bounds
+        label = f"{r['method']} {r['setting'].split()[0]}" if r["method"] == "vaeformer+bound" else r["method"]
+        series[(r["method"], label)].append((r["mean_nrmse"], r["ratio"]))
+    for (method, label), pts in series.items():
+        ax.plot(*zip(*sorted(pts), strict=True), styles[method], label=label)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("mean RMSE / field standard deviation")
