@@ -181,3 +181,24 @@ def test_lazy_dataset_pickles_for_dask_processes(era5, vf_weights):
     ds = codec.decode(codec.encode(era5, weights=vf_weights), weights=vf_weights)
     again = pickle.loads(pickle.dumps(ds))
     np.testing.assert_array_equal(again.t.values, ds.t.values)
+
+
+def test_grib_end_to_end_with_groups_and_short_bound_names(capsys, tmp_path, vf_weights):
+    from tests.test_climate_dataset import grib_message
+
+    rng = np.random.default_rng(2)
+    fields = [280 + rng.normal(0, 3, (9, 24)) for _ in range(3)]
+    src = tmp_path / "tiny.grib2"
+    src.write_bytes(
+        grib_message("isobaricInhPa", 850, "t", fields[0]) + grib_message("isobaricInhPa", 500, "t", fields[1]) + grib_message("surface", 0, "t", fields[2])
+    )
+    cra, back = tmp_path / "g.cra", tmp_path / "g.nc"
+    code, _, err = run(capsys, "encode", src, "-o", cra, "--weights", vf_weights, "--max-abs-error", "t=0.5")
+    assert code == 0, err
+    meta = codec.info(cra.read_bytes())
+    assert set(meta["variables"]) == {"isobaricInhPa/t", "surface/t"}
+    assert all(v["max_abs_error"] <= 0.5 and v["max_abs_error_bound"] == 0.5 for v in meta["variables"].values())
+    assert run(capsys, "decode", cra, "-o", back, "--weights", vf_weights)[0] == 0
+    tree = xr.open_datatree(back)
+    assert {"isobaricInhPa", "surface"} <= set(tree.children)
+    assert tree["isobaricInhPa"].t.shape == (2, 9, 24)
