@@ -34,8 +34,8 @@ import climate_baselines as cb
 from _common import RESULTS_DIR
 
 from codec import registry
-from codec.climate import dataset, fieldcodec
-from codec.training.climate_data import _is_validation
+from codec.climate import archive, dataset, fieldcodec
+from codec.training.climate_data import is_validation
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "climate"
 DEFAULT_FILES = ("coads_climatology.cdf", "monthly_navy_winds.cdf", "levitus_climatology.cdf", "esku_heat_budget.cdf", "gfs.grb")
@@ -50,7 +50,7 @@ def held_out(files: list[Path], per_variable: int) -> list[dict]:
             for var in source.variables:
                 kept = 0
                 for i, field in enumerate(source.fields(var)):
-                    if kept < per_variable and _is_validation(var.name, i, var.n_fields) and np.isfinite(np.nanstd(field)) and np.nanstd(field) > 0:
+                    if kept < per_variable and is_validation(var.name, i, var.n_fields) and np.isfinite(np.nanstd(field)) and np.nanstd(field) > 0:
                         out.append({"file": path.name, "variable": var.name, "index": i, "field": field, "spec": var})
                         kept += 1
     return out
@@ -76,7 +76,7 @@ def run_ours(item: dict, net, quality: int, bound: float | None) -> dict:  # noq
     spec = fieldcodec.FieldSpec(field.shape, np.dtype("float32"), bound, var.packing())
     with torch.inference_mode():
         record, recon = fieldcodec.encode(net, field, spec)
-    return {"bytes": len(record) + 8 + mask_bytes(field), **errors(field, recon)}
+    return {"bytes": len(record) + archive.RECORD_ENTRY_BYTES + mask_bytes(field), **errors(field, recon)}
 
 
 def evaluate(items: list[dict], qualities: list[int], bounds: list[float]) -> list[dict]:

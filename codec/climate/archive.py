@@ -34,6 +34,7 @@ from . import dataset, errorbound, fieldcodec
 
 _U32 = struct.Struct("<I")
 _ENTRY = struct.Struct("<II")
+RECORD_ENTRY_BYTES = _ENTRY.size  # mask id + length in front of every field record
 MAX_FIELD_POINTS = 1 << 26
 
 

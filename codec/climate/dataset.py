@@ -173,7 +173,7 @@ def _is_integer_name(dtype: object) -> bool:
 
 
 def _short_name(var: GridVariable) -> str:
-    return var.name.rsplit("/", 1)[-1] if var.group else var.name
+    return var.name[len(var.group) + 1 :] if var.group else var.name
 
 
 # ----------------------------------------------------------------------------- lat/lon detection

@@ -37,11 +37,15 @@ class FieldSpec:
     int_range: tuple[int, int] | None = None  # storable integers of a packed variable
 
 
+def normalize(field: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """``(field - mean) / std`` with missing (NaN) points set to 0, float64."""
+    return np.where(np.isnan(field), 0.0, (np.nan_to_num(field) - mean) / std)
+
+
 def network_input(field: np.ndarray, mean: float, std: float) -> torch.Tensor:
     """[1, 2, H, W] float32: the normalized field (0 where missing) and its validity mask."""
     valid = ~np.isnan(field)
-    norm = np.where(valid, (np.nan_to_num(field) - mean) / std, 0.0)
-    return torch.from_numpy(np.stack([norm, valid.astype(np.float64)])[None].astype(np.float32))
+    return torch.from_numpy(np.stack([normalize(field, mean, std), valid.astype(np.float64)])[None].astype(np.float32))
 
 
 def field_stats(field: np.ndarray) -> tuple[float, float]:

@@ -217,7 +217,7 @@ class VAEformer(nn.Module):
         self.unembed_latent = nn.Linear(cfg.latent_channels, cfg.dim)
         self.decoder = nn.ModuleList(Block(cfg, i) for i in range(cfg.depth))
         self.dec_norm = nn.LayerNorm(cfg.dim)
-        self.unpatch = nn.Linear(cfg.dim, cfg.patch_stride**2 * (cfg.in_channels - 1 if cfg.in_channels > 1 else 1))
+        self.unpatch = nn.Linear(cfg.dim, cfg.patch_stride**2 * self.out_channels)
         self.h_a = Hyper(cfg.latent_channels, cfg.hyper_channels, cfg.hyper_latent_channels, up=False)
         self.h_s = Hyper(cfg.hyper_latent_channels, cfg.hyper_channels, 2 * cfg.latent_channels, up=True)
         self.entropy_bottleneck = EntropyBottleneck(cfg.hyper_latent_channels)

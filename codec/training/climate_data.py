@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..climate.fieldcodec import field_stats
+from ..climate.fieldcodec import field_stats, normalize
 from ..errors import CodecError, InputError
 from ..fileio import write_atomic_with
 
@@ -37,8 +37,8 @@ class Field:
     validation: bool
 
 
-def _is_validation(var: str, index: int, n_fields: int) -> bool:
-    """The split ignores the file name, so one variable stored in two files (GRIB1 and GRIB2) splits alike."""
+def is_validation(var: str, index: int, n_fields: int) -> bool:
+    """Whether field ``index`` of ``n_fields`` of variable ``var`` is held out.  The split ignores the file name, so one variable stored in two files (GRIB1 and GRIB2) splits alike."""
     if n_fields >= 10:
         return index >= n_fields - math.ceil(n_fields / 10)
     return zlib.crc32(var.encode()) % 10 == 0
@@ -62,8 +62,8 @@ def extract(folder: str | Path, log=print) -> list[Field]:  # noqa: ANN001
                         if np.isnan(mean):
                             continue
                         valid = ~np.isnan(field)
-                        norm = np.where(valid, (np.nan_to_num(field) - mean) / std, 0).astype(np.float16)
-                        out.append(Field(norm, valid, lat, f"{path.name}/{var.name}[{i}]", _is_validation(var.name, i, var.n_fields)))
+                        norm = normalize(field, mean, std).astype(np.float16)
+                        out.append(Field(norm, valid, lat, f"{path.name}/{var.name}[{i}]", is_validation(var.name, i, var.n_fields)))
         except CodecError as exc:
             log(f"skipping {path.name}: {exc}")
     return out

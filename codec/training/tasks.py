@@ -21,9 +21,6 @@ PRESETS: dict[str, TrainConfig] = {
 
 TRAINABLE = ("mcquic", "hyperprior", "vaeformer")
 
-VAEFORMER_LAMBDAS = {1: 16.0, 2: 64.0, 3: 256.0}
-"""Rate-distortion trade-off of each shipped VAEformer quality (higher = more bits, smaller error)."""
-
 
 def read_config(path: str | Path) -> dict[str, dict[str, Any]]:
     """A JSON training config: ``{"train": {TrainConfig fields}, "model": {architecture fields}}``."""
@@ -81,9 +78,11 @@ def _make(model: str, preset: str, quality: int | None, lmbda: float | None, vq_
         kwargs = {"channels": 8, "latent_channels": 8} if preset == "tiny" else {}
         return HyperpriorTask(lmbda=lmbda or 0.0035, **kwargs), cfg
     if model == "vaeformer":
-        q = quality or 2
-        if q not in VAEFORMER_LAMBDAS:
-            raise InputError(f"vaeformer has quality levels 1..{len(VAEFORMER_LAMBDAS)}, not {q}")
+        if quality is not None:
+            raise InputError(
+                "vaeformer trains one model for every quality (they differ in quantization step); "
+                "drop --quality and export levels with benchmarks/export_vaeformer.py"
+            )
         config = vaeformer.TINY if preset == "tiny" else vaeformer.DEFAULT
-        return VAEformerTask(config, q, lmbda=lmbda or VAEFORMER_LAMBDAS[q]), cfg
+        return VAEformerTask(config, **({} if lmbda is None else {"lmbda": lmbda})), cfg
     raise InputError(f"unknown trainable model {model!r}; choose from {', '.join(TRAINABLE)}")

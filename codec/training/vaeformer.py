@@ -30,14 +30,12 @@ class VAEformerTask:
     def __init__(
         self,
         config: VAEformerConfig,
-        quality: int | None = None,
-        lmbda: float = 32.0,
+        lmbda: float = 64.0,
         kl_weight: float = 1e-4,
         step_range: tuple[float, float] = (0.5, 2.0),
     ) -> None:
         self.config = config
         self.step_range = step_range
-        self.quality = quality
         self.lmbda = lmbda
         self.kl_weight = kl_weight
         self._fields: dict[str, list[climate_data.Field]] = {}
@@ -105,8 +103,5 @@ class VAEformerTask:
         model.update()
 
     def export_metadata(self) -> dict[str, Any]:
-        """Model name, quality, lambda and configuration, stored with the weights."""
-        meta: dict[str, Any] = {"model": self.name, "config": self.config.to_dict(), "lambda": self.lmbda, "step_range": list(self.step_range)}
-        if self.quality is not None:
-            meta["quality"] = self.quality
-        return meta
+        """Model name, lambda, step range and configuration, stored with the weights (export assigns qualities)."""
+        return {"model": self.name, "config": self.config.to_dict(), "lambda": self.lmbda, "step_range": list(self.step_range)}
