@@ -9,7 +9,9 @@ an input or an existing output (atomic writes themselves live in :mod:`codec.fil
 
 from __future__ import annotations
 
+import json
 import os
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from collections.abc import Iterator
@@ -17,10 +19,10 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from . import container, imageio, registry
+from . import container, imageio, registry, resilient
 from .climate import GRIB_MAGIC, NETCDF_MAGICS
 from .fileio import existing_file
-from .errors import FormatError, InputError, ModelError
+from .errors import CorruptStreamError, FormatError, InputError, ModelError
 from .models.mcquic import pad_to_multiple
 
 DEFAULT_THREADS = 2
@@ -72,18 +74,31 @@ def encode(
     weights: str | os.PathLike | None = None,
     max_abs_error: str | float | dict | None = None,
     progress: bool = False,
+    bpp: float | None = None,
+    packet_rows: int | None = None,
 ) -> bytes:
     """Compress an image or a climate dataset to bytes.
 
-    Images: a path, PIL image, uint8/float numpy array [H, W(, C)] or tensor [C, H, W].
+    Images: a path, PIL image, uint8/float numpy array [H, W(, C)] or tensor [C, H, W].  With a
+    ladder model (``model="vqgan"``) ``quality`` is the level, or ``bpp`` picks the highest level
+    whose file stays at or under that many bits per pixel, and ``packet_rows`` makes the file
+    resilient: independently decodable packets of that many token rows (see :mod:`codec.resilient`).
     Climate: a netCDF/GRIB path or an ``xarray.Dataset``; ``max_abs_error`` (a number, or
     ``{"t": 0.1}`` / ``"t=0.1,z=10"`` per variable) guarantees a pointwise error bound.
     """
     if is_climate_input(data):
+        if bpp is not None or packet_rows is not None:
+            raise InputError("--bpp and --packet-rows apply to images, not climate data")
         return _encode_climate(data, model, quality, weights, max_abs_error, progress)
     if max_abs_error is not None:
         raise InputError("--max-abs-error applies to climate data, not images")
-    return _encode_image(data, model, quality, weights)
+    if bpp is not None and quality is not None:
+        raise InputError("give either a quality/level or a target bpp, not both")
+    if bpp is not None and not bpp > 0:
+        raise InputError(f"target bpp must be positive, got {bpp}")
+    if packet_rows is not None and packet_rows < 1:
+        raise InputError(f"packet rows must be >= 1, got {packet_rows}")
+    return _encode_image(data, model, quality, weights, bpp, packet_rows)
 
 
 def _encode_climate(data, model, quality, weights, max_abs_error, progress) -> bytes:  # noqa: ANN001
@@ -111,24 +126,62 @@ def _model_id(loaded: registry.LoadedModel) -> dict:
     return {"name": loaded.spec.name, "quality": loaded.quality, "weights_hash": loaded.weights_hash}
 
 
-def _encode_image(image: object, model: str | None, quality: int | None, weights: str | os.PathLike | None) -> bytes:
+def _encode_image(
+    image: object,
+    model: str | None,
+    quality: int | None,
+    weights: str | os.PathLike | None,
+    bpp: float | None = None,
+    packet_rows: int | None = None,
+) -> bytes:
     pixels = imageio.to_array(image)
     mode = imageio.MODES_BY_CHANNELS[pixels.shape[2]]
     loaded = registry.load(model or registry.default_model("image"), quality, weights)
     if loaded.spec.kind != "image":
         raise InputError(f"model {loaded.spec.name} does not compress images")
+    if (bpp is not None or packet_rows is not None) and not loaded.spec.ladder:
+        option = "--bpp" if bpp is not None else "--packet-rows"
+        raise InputError(f"{option} needs a model with a bitrate ladder (vqgan), not {loaded.spec.name}")
     rgb, alpha = imageio.split_alpha(pixels)
     h, w = rgb.shape[:2]
     net = loaded.model
+    _check_pixels(net, h, w)
+    extra = [("alpha", imageio.png_bytes(alpha))] if alpha is not None else []
+
+    def pack(strings: list[bytes], level: int | None) -> bytes:
+        model_id, meta = _model_id(loaded), {"mode": mode}
+        if level is not None:
+            model_id["quality"] = level
+            meta.update(level=level, codebook_size=net.level(level).size)
+        if packet_rows is not None:
+            meta["packet_rows"] = packet_rows
+        if packet_rows is None:
+            streams = [(f"l{i}", s) for i, s in enumerate(strings)] + extra
+        else:  # packets last: a truncated file loses packets, never the (non-erasable) alpha plane
+            streams = extra + [(f"p{i}", s) for i, s in enumerate(strings)]
+        return container.pack(
+            container.Container(kind="image", model=model_id, shape=list(pixels.shape), dtype="uint8", streams=streams, meta=meta)
+        )
+
     with _inference():
-        x = torch.tensor(rgb).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
-        strings = net.compress(pad_to_multiple(x, net.config.pad_multiple))
-    streams = [(f"l{i}", s) for i, s in enumerate(strings)]
-    if alpha is not None:
-        streams.append(("alpha", imageio.png_bytes(alpha)))
-    return container.pack(
-        container.Container(kind="image", model=_model_id(loaded), shape=list(pixels.shape), dtype="uint8", streams=streams, meta={"mode": mode})
-    )
+        x = pad_to_multiple(torch.tensor(rgb).permute(2, 0, 1).unsqueeze(0).float().div_(255.0), net.pad_multiple)
+        if not loaded.spec.ladder:
+            return pack(net.compress(x), None)
+        if bpp is None:
+            return pack(net.compress(x, loaded.quality, packet_rows=packet_rows), loaded.quality)
+        features = net.features(x)
+        for level in range(net.levels, 0, -1):  # highest level that fits the target
+            data = pack(net.compress(x, level, features, packet_rows), level)
+            if 8 * len(data) / (h * w) <= bpp:
+                return data
+    raise InputError(f"even level 1 needs {8 * len(data) / (h * w):.4f} bpp, above the target {bpp}")
+
+
+def _check_pixels(net: torch.nn.Module, height: int, width: int) -> None:
+    """Refuse images above the model's own size limit (models with global attention have one)."""
+    limit = getattr(net, "max_pixels", None)
+    if limit is not None and height * width > limit:
+        raise InputError(f"{width}x{height} image exceeds this model's limit of {limit} pixels")
 
 
 def _model_for(c: container.Container, weights: str | os.PathLike | None) -> registry.LoadedModel:
@@ -146,17 +199,24 @@ def _model_for(c: container.Container, weights: str | os.PathLike | None) -> reg
     return loaded
 
 
-def decode(data: bytes, weights: str | os.PathLike | None = None):  # noqa: ANN201 - array or Dataset
+def decode(  # noqa: ANN201 - array or Dataset
+    data: bytes, weights: str | os.PathLike | None = None, recover: bool = True, recovery_weights: str | os.PathLike | None = None
+):
     """Decompress bytes from :func:`encode`.
 
     Images give uint8 pixels [H, W] (L) or [H, W, C] (LA, RGB, RGBA); climate files give a lazily
     decoded ``xarray.Dataset`` (each field is decoded when its values are first needed), or an
     ``xarray.DataTree`` when the source had groups (GRIB hypercubes become groups).
+
+    Resilient VQGAN-cluster files decode even with lost packets: the missing indices are restored by
+    the recovery transformer (``recovery_weights``, default the shipped one) or, with ``recover=False``
+    or without a recovery model for the file's weights, filled with the level's most frequent codeword;
+    a :class:`LostPackets` warning says which.
     """
-    c = container.unpack(bytes(data))
+    c = container.unpack(bytes(data), erasable=resilient.is_packet)
     if c.kind == "climate":
         return open_climate(c, weights)
-    return _decode_image(c, weights)
+    return _decode_image(c, weights, recover, recovery_weights)
 
 
 def open_climate(c: container.Container, weights: str | os.PathLike | None = None):  # noqa: ANN201
@@ -167,7 +227,9 @@ def open_climate(c: container.Container, weights: str | os.PathLike | None = Non
     return archive.CompressedArchive(c, loaded.model, _run).dataset()
 
 
-def _decode_image(c: container.Container, weights: str | os.PathLike | None) -> np.ndarray:
+def _decode_image(
+    c: container.Container, weights: str | os.PathLike | None, recover: bool = True, recovery_weights: str | os.PathLike | None = None
+) -> np.ndarray:
     if len(c.shape) != 3 or c.shape[2] not in imageio.MODES_BY_CHANNELS or c.dtype != "uint8":
         raise FormatError(f"unsupported image shape {c.shape} / dtype {c.dtype}")
     h, w, channels = c.shape
@@ -177,18 +239,81 @@ def _decode_image(c: container.Container, weights: str | os.PathLike | None) -> 
         raise FormatError("image mode in header does not match its shape")
     loaded = _model_for(c, weights)
     net = loaded.model
-    m = net.config.pad_multiple
-    strings = [c.stream(f"l{i}") for i in range(net.config.levels)]
+    _check_pixels(net, h, w)
+    m = net.pad_multiple
+    hp, wp = h + (-h) % m, w + (-w) % m
     with _inference():
-        x = net.decompress(strings, h + (-h) % m, w + (-w) % m)
+        if "packet_rows" in c.meta and loaded.spec.ladder:
+            x = _decode_packets(c, loaded, hp, wp, recover, recovery_weights)
+        else:
+            strings = [c.stream(f"l{i}") for i in range(net.stream_count)]
+            x = net.decompress(strings, hp, wp, **({"level": loaded.quality} if loaded.spec.ladder else {}))
     rgb = x[0, :, :h, :w].mul(255).round_().to(torch.uint8).permute(1, 2, 0).numpy()
     alpha = imageio.read_png_plane(c.stream("alpha"), h, w) if mode in ("LA", "RGBA") else None
     return imageio.join_alpha(np.ascontiguousarray(rgb), mode, alpha)
 
 
+def _decode_packets(
+    c: container.Container, loaded: registry.LoadedModel, height: int, width: int, recover: bool, recovery_weights: str | os.PathLike | None
+) -> torch.Tensor:
+    """The image of a resilient file, recovering the indices of lost packets."""
+    rows = c.meta["packet_rows"]
+    if not isinstance(rows, int) or isinstance(rows, bool) or rows < 1:
+        raise FormatError("invalid packet_rows in header")
+    expected = len(resilient.row_ranges(-(-height // loaded.model.pad_multiple), rows))
+    names = [name for name, _ in c.streams if resilient.is_packet(name)]
+    if names != [f"p{i}" for i in range(expected)]:
+        raise FormatError(f"packet table lists {len(names)} packets, the image needs {expected}")
+    if len(c.missing) == len(names):
+        raise CorruptStreamError(f"all {len(names)} packets are lost; nothing to decode")
+    strings = [None if name in c.missing else c.stream(name) for name in names]
+    fill = _recovery_for(loaded, recovery_weights) if recover and c.missing else None
+    if c.missing:
+        how = "recovered by the recovery transformer" if fill else "filled with the most frequent codeword"
+        warnings.warn(f"{len(c.missing)} of {len(names)} packets lost; their indices were {how}", LostPackets, stacklevel=2)
+    return loaded.model.decompress(strings, height, width, loaded.quality, rows, fill)
+
+
+class LostPackets(UserWarning):
+    """A resilient file decoded with lost packets (a note, not an error)."""
+
+
+RECOVERY_FILE = "vqgan-recovery.safetensors"
+
+
+def _recovery_for(loaded: registry.LoadedModel, weights: str | os.PathLike | None):  # noqa: ANN202 - bound method or None
+    """``recover`` of the recovery transformer trained on ``loaded``'s ladder, or None if there is none."""
+    from .checkpoint import load_weights
+    from .models.recovery import RecoveryConfig, RecoveryTransformer
+
+    path = Path(weights) if weights is not None else registry.CHECKPOINTS / RECOVERY_FILE
+    if not path.is_file():
+        if weights is not None:
+            raise ModelError(f"recovery weights not found: {path}")
+        return None
+    tensors, meta = load_weights(path)
+    if meta.get("model") != "recovery":
+        raise ModelError(f"{path} does not hold recovery-transformer weights")
+    if meta.get("ladder_hash") != loaded.weights_hash:
+        if weights is not None:
+            raise ModelError(f"{path} was trained for vqgan weights {meta.get('ladder_hash')}, the file uses {loaded.weights_hash}")
+        return None
+    try:
+        net = RecoveryTransformer(RecoveryConfig.from_dict(json.loads(meta["config"])))
+        net.load_state_dict(tensors)
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+        raise ModelError(f"recovery weights {path} do not load: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+    return net.eval().recover
+
+
+def damage(data: bytes, drop: float, seed: int = 0) -> bytes:
+    """Simulate a lossy channel: erase ``drop`` of a resilient file's packets, deterministically per ``seed``."""
+    return resilient.damage(bytes(data), drop, seed)
+
+
 def info(data: bytes) -> dict:
     """What a compressed file holds: kind, model, shape, bytes, bpp (images) or variables and ratio (climate)."""
-    c = container.unpack(bytes(data))
+    c = container.unpack(bytes(data), erasable=resilient.is_packet)
     if c.kind == "climate":
         return _climate_info(c, len(data))
     if c.kind != "image":
@@ -204,8 +329,10 @@ def info(data: bytes) -> dict:
         "mode": c.meta.get("mode"),
         "bytes": len(data),
         "bpp": 8 * len(data) / (h * w),
+        **{k: c.meta[k] for k in ("level", "codebook_size", "packet_rows") if k in c.meta},
+        **({"lost_packets": sorted(c.missing, key=lambda n: int(n[1:]))} if c.missing else {}),
         "streams": {name: len(s) for name, s in c.streams},
-        "format_version": container.FORMAT_VERSION,
+        "format_version": c.version,
     }
 
 
@@ -233,7 +360,7 @@ def _climate_info(c: container.Container, size: int) -> dict:
         "float32_bytes": raw,
         "compression_ratio": raw / size,
         "variables": variables,
-        "format_version": container.FORMAT_VERSION,
+        "format_version": c.version,
     }
 
 

@@ -1,4 +1,4 @@
-"""The ``codec`` command: encode, decode, info, models, train.
+"""The ``codec`` command: encode, decode, damage, info, models, train.
 
 Every user-facing failure is a :class:`codec.errors.CodecError` (or an OS error) printed as one line
 on stderr with exit status 1; usage errors exit with 2 (argparse).  No traceback, no partial file.
@@ -10,9 +10,10 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
-from .errors import CodecError
+from .errors import CodecError, InputError
 
 EXIT_ERROR = 1
 
@@ -23,7 +24,16 @@ def _cmd_encode(args: argparse.Namespace) -> None:
     api.check_output(args.input, args.output, args.force)
     fileio.existing_file(args.input)
     progress = not args.quiet and sys.stderr.isatty()
-    data = api.encode(args.input, model=args.model, quality=args.quality, weights=args.weights, max_abs_error=args.max_abs_error, progress=progress)
+    data = api.encode(
+        args.input,
+        model=args.model,
+        quality=args.quality,
+        weights=args.weights,
+        max_abs_error=args.max_abs_error,
+        progress=progress,
+        bpp=args.bpp,
+        packet_rows=args.packet_rows,
+    )
     fileio.write_atomic(args.output, data)
     if not args.quiet:
         info = api.info(data)
@@ -37,13 +47,27 @@ def _cmd_decode(args: argparse.Namespace) -> None:
 
     api.check_output(args.input, args.output, args.force)
     data = api.read_input(args.input)
-    decoded = api.decode(data, weights=args.weights)
+    with warnings.catch_warnings(record=True) as notes:
+        warnings.simplefilter("always", api.LostPackets)
+        decoded = api.decode(data, weights=args.weights, recover=not args.no_recover, recovery_weights=args.recovery_weights)
+    for note in notes:
+        if issubclass(note.category, api.LostPackets):
+            print(f"codec: note: {note.message}", file=sys.stderr)
+        else:
+            warnings.warn_explicit(note.message, note.category, note.filename, note.lineno)
     if isinstance(decoded, np.ndarray):
         fileio.write_atomic(args.output, api.image_bytes(decoded, args.output))
         return
     from .climate import dataset
 
     dataset.write_netcdf(decoded, args.output)
+
+
+def _cmd_damage(args: argparse.Namespace) -> None:
+    from . import api, fileio
+
+    api.check_output(args.input, args.output, args.force)
+    fileio.write_atomic(args.output, api.damage(api.read_input(args.input), args.drop, args.seed))
 
 
 def _cmd_info(args: argparse.Namespace) -> None:
@@ -61,6 +85,9 @@ def _cmd_models(args: argparse.Namespace) -> None:
         return
     for row in rows:
         levels = ", ".join(f"q{q['quality']} {q['size_mb']:.1f} MB" for q in row["qualities"])
+        if row["ladder"] and row["qualities"]:
+            q = row["qualities"]
+            levels = f"levels {q[0]['quality']}..{q[-1]['quality']} in one {q[0]['size_mb']:.1f} MB file"
         print(f"{row['name']:<10} {row['kind']:<6} {row['description']}  [{levels or 'no shipped weights'}]")
 
 
@@ -73,8 +100,13 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.model == "vqgan-ladder":
+        _train_ladder(args)
+        return
     config = tasks.read_config(args.config) if args.config else None
-    task, cfg = tasks.make(args.model, preset=args.preset, quality=args.quality, lmbda=args.lmbda, vq_weight=args.vq_weight, config=config)
+    task, cfg = tasks.make(
+        args.model, preset=args.preset, quality=args.quality, lmbda=args.lmbda, vq_weight=args.vq_weight, config=config, ladder=args.ladder
+    )
     cfg = cfg.with_overrides(
         steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr, seed=args.seed, val_every=args.val_every
     )
@@ -83,6 +115,21 @@ def _cmd_train(args: argparse.Namespace) -> None:
     metrics = train(task, args.data, args.out, cfg, val=val, resume=args.resume, init_weights=init, device=args.device, progress=not args.no_progress, stop_after=args.stop_after)
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps({"out": str(Path(args.out) / "model.safetensors"), "validation": metrics}))
+
+
+def _train_ladder(args: argparse.Namespace) -> None:
+    from .training import tasks
+    from .training.vqgan_ladder import build_ladder
+
+    if not args.init:
+        raise InputError("vqgan-ladder needs --init: a trained VQGAN (codec train vqgan) or an official taming .ckpt")
+    cfg = tasks.ladder_config(args.preset).with_overrides(
+        steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr, seed=args.seed, val_every=args.val_every
+    )
+    sizes = tasks.parse_sizes(args.sizes) if args.sizes else tasks.ladder_sizes(args.preset)
+    val = args.val if args.val else _default_validation(args.data)
+    report = build_ladder(args.init, args.data, args.out, cfg, val=val, sizes=sizes, device=args.device, progress=not args.no_progress)
+    print(json.dumps({"out": str(Path(args.out) / "model.safetensors"), "ladder": report}))
 
 
 def _default_validation(data: str) -> str | None:
@@ -107,12 +154,20 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("input", help="8-bit PNG/JPEG/WebP/TIFF image, or a netCDF/GRIB climate file")
     enc.add_argument("-o", "--output", required=True, help="compressed file to write")
     enc.add_argument("--model", default=None, help="model name (default: mcquic for images, vaeformer for climate); see `codec models`")
-    enc.add_argument("--quality", type=_positive_int, default=None, help="quality level 1..N (higher = better, more bits)")
+    enc.add_argument(
+        "--quality", "--level", dest="quality", type=_positive_int, default=None,
+        help="quality level 1..N (higher = better, more bits); for vqgan the ladder level (1 = 8 codewords ... 9 = 2048)",
+    )
+    enc.add_argument("--bpp", type=float, default=None, help="vqgan: the highest level whose file is at most this many bits per pixel")
     enc.add_argument("--weights", default=None, help="safetensors weights to use instead of the shipped ones")
     enc.add_argument(
         "--max-abs-error",
         default=None,
         help="climate only: guaranteed pointwise bound, one number for all variables or NAME=E,... (e.g. t=0.1,z=10)",
+    )
+    enc.add_argument(
+        "--packet-rows", type=_positive_int, default=None,
+        help="vqgan: resilient file of independently decodable packets of N token rows (N x 16 pixel rows)",
     )
     enc.add_argument("-f", "--force", action="store_true", help="overwrite OUTPUT if it exists")
     enc.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
@@ -122,8 +177,18 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("input")
     dec.add_argument("-o", "--output", required=True)
     dec.add_argument("--weights", default=None, help="the weights the file was encoded with, if not shipped ones")
+    dec.add_argument("--no-recover", action="store_true", help="resilient vqgan files: fill lost indices naively, no recovery transformer")
+    dec.add_argument("--recovery-weights", default=None, help="recovery transformer weights (default: the shipped one)")
     dec.add_argument("-f", "--force", action="store_true", help="overwrite OUTPUT if it exists")
     dec.set_defaults(func=_cmd_decode)
+
+    dmg = sub.add_parser("damage", help="simulate a lossy channel: erase a fraction of a resilient file's packets")
+    dmg.add_argument("input")
+    dmg.add_argument("-o", "--output", required=True)
+    dmg.add_argument("--drop", type=float, required=True, help="fraction of packets to lose, 0..1")
+    dmg.add_argument("--seed", type=int, default=0, help="which packets (deterministic per seed)")
+    dmg.add_argument("-f", "--force", action="store_true", help="overwrite OUTPUT if it exists")
+    dmg.set_defaults(func=_cmd_damage)
 
     inf = sub.add_parser("info", help="describe a compressed file (JSON)")
     inf.add_argument("input")
@@ -134,7 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
     mod.set_defaults(func=_cmd_models)
 
     tr = sub.add_parser("train", help="train a model (resumable; runs under torchrun for multi-GPU)")
-    tr.add_argument("model", help="mcquic, hyperprior (the benchmark baseline) or vaeformer (climate)")
+    tr.add_argument(
+        "model",
+        help="mcquic, hyperprior (the benchmark baseline), vaeformer (climate), vqgan (base network) "
+        "vqgan-ladder (K-means levels + priors from --init, a trained vqgan or an official taming .ckpt) "
+        "or recovery (the lost-index transformer of a vqgan ladder)",
+    )
+    tr.add_argument("--sizes", default=None, help="vqgan-ladder: codebook sizes, e.g. 8,16,32 (default 8..2048)")
+    tr.add_argument("--ladder", default=None, help="recovery: the vqgan (ladder) weights whose indices it learns (default: shipped)")
     tr.add_argument("--data", required=True, help="folder of training images; for vaeformer a folder of netCDF/GRIB files or a field pack (.npz)")
     tr.add_argument("--val", default=None, help="folder of validation images (default: ../validation next to a training/ folder)")
     tr.add_argument("--out", required=True, help="run folder: last.safetensors (resume), model.safetensors, log.jsonl")

@@ -1,11 +1,14 @@
 """Models by name (as timm's registry), their shipped checkpoints, and safe weight loading.
 
-Shipped weights live in ``codec/checkpoints/<name>-q<quality>.safetensors``; each file's metadata
-names its model and configuration, so a file can also be loaded from anywhere with ``weights=``.
+Shipped weights live in ``codec/checkpoints/<name>-q<quality>.safetensors``, or in one
+``<name>.safetensors`` holding every level for models with a bitrate ladder (VQGAN-cluster, whose
+quality is its ladder level).  Each file's metadata names its model and configuration, so a file can
+also be loaded from anywhere with ``weights=``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from functools import lru_cache
@@ -14,10 +17,11 @@ from collections.abc import Callable
 
 from torch import nn
 
-from .checkpoint import load_weights, weights_hash
+from .checkpoint import load_weights, read_metadata, weights_hash
 from .errors import ModelError
 from .models.mcquic import McQuic, McQuicConfig
 from .models.vaeformer import VAEformer, VAEformerConfig
+from .models.vqgan_cluster import VQGANCluster, VQGANClusterConfig
 
 CHECKPOINTS = Path(__file__).parent / "checkpoints"
 
@@ -31,6 +35,7 @@ class ModelSpec:
     description: str
     build: Callable[[dict], nn.Module]
     default_quality: int
+    ladder: bool = False  # one file holds all levels; the quality picks one at coding time
 
 
 @dataclass(frozen=True)
@@ -68,11 +73,25 @@ def default_model(kind: str) -> str:
 
 def checkpoint_path(name: str, quality: int) -> Path:
     """Where the shipped checkpoint of ``name`` at ``quality`` lives."""
+    if _REGISTRY.get(name) is not None and _REGISTRY[name].ladder:
+        return CHECKPOINTS / f"{name}.safetensors"
     return CHECKPOINTS / f"{name}-q{quality}.safetensors"
+
+
+def ladder_levels(path: str | Path) -> int:
+    """Number of levels in a ladder model's weights file (from its metadata, without loading tensors)."""
+    try:
+        return len(json.loads(read_metadata(path).get("config", "{}")).get("sizes", []))
+    except (ValueError, AttributeError):
+        raise ModelError(f"{path} has no valid ladder configuration") from None
 
 
 def shipped_qualities(name: str) -> list[int]:
     """Quality levels of ``name`` with a shipped checkpoint, ascending."""
+    spec = _REGISTRY.get(name)
+    if spec is not None and spec.ladder:
+        path = checkpoint_path(name, 1)
+        return list(range(1, ladder_levels(path) + 1)) if path.is_file() else []
     return sorted(int(p.stem.rsplit("-q", 1)[1]) for p in CHECKPOINTS.glob(f"{name}-q*.safetensors"))
 
 
@@ -84,7 +103,7 @@ def list_models() -> list[dict]:
             {"quality": q, "size_mb": checkpoint_path(spec.name, q).stat().st_size / 1e6}
             for q in shipped_qualities(spec.name)
         ]
-        rows.append({"name": spec.name, "kind": spec.kind, "description": spec.description, "qualities": qualities})
+        rows.append({"name": spec.name, "kind": spec.kind, "description": spec.description, "ladder": spec.ladder, "qualities": qualities})
     return rows
 
 
@@ -99,11 +118,19 @@ def load(name: str | None = None, quality: int | None = None, weights: str | Pat
         levels = shipped_qualities(spec.name)
         if not levels:
             raise ModelError(f"no shipped checkpoints for {spec.name}; pass --weights")
-        q = spec.default_quality if quality is None else quality
+        q = quality
+        if q is None:
+            q = min(spec.default_quality, levels[-1]) if spec.ladder else spec.default_quality
         if q not in levels:
             raise ModelError(f"{spec.name} has quality levels {levels[0]}..{levels[-1]}, not {q}")
         path = checkpoint_path(spec.name, q)
-    return _load_file(str(path.resolve()), path.stat().st_mtime_ns, name)
+    loaded = _load_file(str(path.resolve()), path.stat().st_mtime_ns, name)
+    if not loaded.spec.ladder:
+        return loaded
+    level = min(loaded.spec.default_quality, loaded.model.levels) if quality is None else quality
+    if not 1 <= level <= loaded.model.levels:
+        raise ModelError(f"{loaded.spec.name} has levels 1..{loaded.model.levels}, not {level}")
+    return dataclasses.replace(loaded, quality=level)
 
 
 @lru_cache(maxsize=8)
@@ -119,6 +146,8 @@ def _load_file(path: str, mtime_ns: int, expected: str | None) -> LoadedModel:
         config = json.loads(meta.get("config", "{}"))
         model = spec.build(config)
         model.load_state_dict(tensors, strict=True)
+        if hasattr(model, "check"):
+            model.check()
     except (RuntimeError, TypeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"weights {path} do not fit {model_name}: {first}") from None
@@ -144,5 +173,16 @@ register(
         description="VAEformer transformer VAE with hyperprior for 2-D climate fields (CRA5)",
         build=lambda cfg: VAEformer(VAEformerConfig.from_dict(cfg)),
         default_quality=2,
+    )
+)
+
+register(
+    ModelSpec(
+        name="vqgan",
+        kind="image",
+        description="VQGAN-cluster: extreme compression (<0.05 bpp), K-means codebook ladder, learned index prior",
+        build=lambda cfg: VQGANCluster(VQGANClusterConfig.from_dict(cfg)),
+        default_quality=5,
+        ladder=True,
     )
 )

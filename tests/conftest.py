@@ -55,3 +55,26 @@ def photo() -> np.ndarray:
     y, x = np.mgrid[0:70, 0:101].astype(np.float32)
     img = np.stack([np.sin(x / 9) * 0.4 + 0.5, y / 70, (x + y) / 171], axis=2)
     return (img * 255).round().astype(np.uint8)
+
+
+def make_ladder(path: Path, seed: int = 0) -> Path:
+    """An untrained tiny VQGAN-cluster file (levels of 4, 8 and 16 codewords) with frozen priors."""
+    from codec.models.vqgan import TINY as VQ_TINY
+    from codec.models.vqgan_cluster import VQGANCluster, VQGANClusterConfig
+
+    torch.manual_seed(seed)
+    config = VQGANClusterConfig(VQ_TINY, (4, 8, 16))
+    model = VQGANCluster(config).eval()
+    with torch.no_grad():
+        for lv in model.ladder:
+            lv.codebook.normal_()
+            lv.accumulate(torch.randint(lv.size, (2, 6, 6)))
+    model.update()
+    save_weights(model, path, {"model": "vqgan", "config": config.to_dict()})
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_ladder(tmp_path_factory) -> Path:
+    """A tiny VQGAN-cluster weights file."""
+    return make_ladder(tmp_path_factory.mktemp("ladder") / "vqgan.safetensors")

@@ -22,7 +22,7 @@ def sample() -> container.Container:
 
 
 def raw(header: dict, payload: bytes = b"", version: int = container.FORMAT_VERSION) -> bytes:
-    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15, **({"zdict": container.HEADER_DICTIONARY} if version >= 2 else {}))
     body = deflate.compress(json.dumps(header).encode()) + deflate.flush()
     prefix = struct.pack("<HI", version, len(body))
     return container.MAGIC + prefix + body + struct.pack("<I", zlib.crc32(prefix + body)) + payload
@@ -35,6 +35,37 @@ def test_round_trip():
     assert c.stream("alpha") == b"xyz"
     with pytest.raises(FormatError):
         c.stream("nope")
+
+
+def test_version_1_files_still_decode():
+    """Version 1 headers (no preset dictionary) stay readable."""
+    c = sample()
+    payload = b"".join(d for _, d in c.streams)
+    back = container.unpack(raw(c.header(), payload, version=1))
+    assert back.streams == c.streams and back.model == c.model
+
+
+def test_header_dictionary_shrinks_headers():
+    """The preset dictionary keeps a typical image header well under 100 bytes."""
+    data = container.pack(sample())
+    assert len(data) - sum(len(d) for _, d in sample().streams) < 100
+
+
+def test_erasable_streams_are_reported_missing():
+    c = sample()
+    data = bytearray(container.pack(c))
+    start, length = container.unpack(bytes(data)).spans["l0"]
+    data[start] ^= 0xFF
+    with pytest.raises(CorruptStreamError, match="l0"):
+        container.unpack(bytes(data))
+    lenient = container.unpack(bytes(data), erasable=lambda name: name == "l0")
+    assert lenient.missing == {"l0"} and lenient.stream("alpha") == b"xyz"
+    with pytest.raises(CorruptStreamError, match="l0"):
+        lenient.stream("l0")
+    data[-1] ^= 0xFF  # a non-erasable stream still fails
+    with pytest.raises(CorruptStreamError, match="alpha"):
+        container.unpack(bytes(data), erasable=lambda name: name == "l0")
+    assert container.unpack(raw(c.header(), b"".join(d for _, d in c.streams), version=1)).version == 1
 
 
 def test_every_truncation_fails_cleanly():

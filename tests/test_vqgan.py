@@ -59,7 +59,7 @@ def test_config_round_trip_and_validation():
         assert VQGANConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     assert FULL_F16_16384.factor == SMALL.factor == 16 and TINY.factor == 4
     assert FULL_F16_16384.encoder_attn_levels == FULL_F16_16384.decoder_attn_levels == (4,)
-    with pytest.raises(ValueError, match="multiples of 32"):
+    with pytest.raises(ValueError, match="multiples of norm_groups=32"):
         VQGANConfig(ch=16)
     with pytest.raises(TypeError):
         VQGANConfig.from_dict({"bogus": 1})
@@ -254,7 +254,7 @@ def test_loader_on_fake_official_checkpoint(tiny, tmp_path):
     out, dout = tmp_path / "vqgan.safetensors", tmp_path / "disc.safetensors"
     digest = convert(path, out, dout)
     tensors, meta = load_weights(out)
-    assert meta["model"] == "vqgan" and meta["weights_hash"] == digest
+    assert meta["model"] == "vqgan-base" and meta["weights_hash"] == digest
     assert VQGANConfig.from_dict(json.loads(meta["config"])) == TINY
     assert torch.equal(tensors["quantize.embedding.weight"], tiny.codebook)
     dtensors, dmeta = load_weights(dout)

@@ -198,6 +198,16 @@ class McQuic(nn.Module):
             h, w = h // LEVEL_FACTOR, w // LEVEL_FACTOR
         return shapes
 
+    @property
+    def pad_multiple(self) -> int:
+        """Image sides are padded to a multiple of this before coding."""
+        return self.config.pad_multiple
+
+    @property
+    def stream_count(self) -> int:
+        """Number of entropy-coded streams per image (one per latent scale)."""
+        return self.config.levels
+
     @torch.no_grad()
     def compress(self, x: Tensor) -> list[bytes]:
         """Entropy-code one padded image [1, 3, H, W]: one byte string per level, finest first."""

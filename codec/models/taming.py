@@ -224,7 +224,8 @@ def load_taming_model(path: str | os.PathLike) -> VQGAN:
 def convert(ckpt_path: str | os.PathLike, out_path: str | os.PathLike, discriminator_path: str | os.PathLike | None = None) -> str:
     """Write an official checkpoint as our safetensors model file; returns its weights hash.
 
-    Metadata: ``model`` = ``"vqgan"``, ``config`` = the inferred :class:`VQGANConfig` as JSON,
+    Metadata: ``model`` = ``"vqgan-base"`` (a VQGAN without bitrate ladder: the input of
+    ``codec train vqgan-ladder``), ``config`` = the inferred :class:`VQGANConfig` as JSON,
     ``source`` = the checkpoint's file name.  The discriminator, when present and
     ``discriminator_path`` is given, goes to a second file (``model`` = ``"vqgan-discriminator"``).
     """
@@ -232,7 +233,7 @@ def convert(ckpt_path: str | os.PathLike, out_path: str | os.PathLike, discrimin
     model = VQGAN(config)
     model.load_state_dict(sd, strict=True)
     source = Path(ckpt_path).name
-    digest = save_weights(model, out_path, {"model": "vqgan", "config": config.to_dict(), "source": source})
+    digest = save_weights(model, out_path, {"model": "vqgan-base", "config": config.to_dict(), "source": source})
     if discriminator_path is not None:
         if disc is None:
             raise ModelError(f"{ckpt_path} holds no discriminator (loss.discriminator.*)")

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-NORM_GROUPS = 32  # GroupNorm groups of every normalization layer (official)
+NORM_GROUPS = 32  # GroupNorm groups of every normalization layer in the official models
 _DIST_CHUNK = 1 << 24  # distance-matrix entries per chunk in nearest-codeword search (64 MB in fp32)
 
 
@@ -34,7 +34,9 @@ class VQGANConfig:
 
     ``attn_resolutions`` follows the official convention: a level gets attention blocks when its
     nominal side (``resolution`` halved once per level) is listed.  Every channel count
-    ``ch * m`` must be a multiple of 32 (GroupNorm with 32 groups).
+    ``ch * m`` must be a multiple of ``norm_groups`` (GroupNorm groups; 32 in the official models).
+    Narrow models need fewer groups: with one channel per group GroupNorm becomes instance
+    normalization, which erases each channel's mean and so the absolute colour a token carries.
     """
 
     ch: int = 32
@@ -49,15 +51,16 @@ class VQGANConfig:
     n_embed: int = 2048
     dropout: float = 0.0
     beta: float = 0.25
+    norm_groups: int = NORM_GROUPS
 
     def __post_init__(self) -> None:
         if not self.ch_mult or self.num_res_blocks < 1 or self.n_embed < 1 or self.embed_dim < 1:
             raise ValueError(f"invalid VQGAN config: {self}")
         if self.z_channels < 1 or self.in_channels < 1 or self.out_channels < 1:
             raise ValueError(f"invalid VQGAN config: {self}")
-        bad = [self.ch * m for m in (1, *self.ch_mult) if m < 1 or (self.ch * m) % NORM_GROUPS]
+        bad = [self.ch * m for m in (1, *self.ch_mult) if m < 1 or self.norm_groups < 1 or (self.ch * m) % self.norm_groups]
         if bad:
-            raise ValueError(f"VQGAN channel counts must be positive multiples of {NORM_GROUPS}, got {bad}")
+            raise ValueError(f"VQGAN channel counts must be positive multiples of norm_groups={self.norm_groups}, got {bad}")
 
     @property
     def levels(self) -> int:
@@ -114,15 +117,17 @@ FULL_F16_16384 = VQGANConfig(
 )
 """The official ``vqgan_imagenet_f16_16384`` (taming-transformers), the model VQGAN-cluster fine-tunes."""
 
-SMALL = VQGANConfig()
-"""Default trainable on a small CPU: same f16 layout, 1/4 the width, one block per level, 2048 codewords."""
+SMALL = VQGANConfig(n_embed=4096, norm_groups=8)
+"""Default trainable on a small CPU: same f16 layout, 1/4 the width, one block per level, 4096 codewords
+(so that even the largest ladder level, 2048, is a real clustering), 8 normalization groups (4+
+channels per group: 32 groups of 1 channel would erase every channel's mean)."""
 
 TINY = VQGANConfig(ch=32, ch_mult=(1, 1, 2), num_res_blocks=1, attn_resolutions=(64,), z_channels=8, embed_dim=8, n_embed=64)
 """A configuration that runs in milliseconds (tests): f4, attention at the lowest resolution."""
 
 
-def _norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(NORM_GROUPS, channels, eps=1e-6, affine=True)
+def _norm(channels: int, groups: int) -> nn.GroupNorm:
+    return nn.GroupNorm(groups, channels, eps=1e-6, affine=True)
 
 
 def _conv3(cin: int, cout: int, stride: int = 1, padding: int = 1) -> nn.Conv2d:
@@ -136,11 +141,11 @@ def _conv1(cin: int, cout: int) -> nn.Conv2d:
 class ResnetBlock(nn.Module):
     """Pre-activation residual block: (GroupNorm, swish, conv3x3) twice; 1x1 shortcut when widths differ."""
 
-    def __init__(self, cin: int, cout: int, dropout: float = 0.0) -> None:
+    def __init__(self, cin: int, cout: int, dropout: float = 0.0, groups: int = NORM_GROUPS) -> None:
         super().__init__()
-        self.norm1 = _norm(cin)
+        self.norm1 = _norm(cin, groups)
         self.conv1 = _conv3(cin, cout)
-        self.norm2 = _norm(cout)
+        self.norm2 = _norm(cout, groups)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = _conv3(cout, cout)
         if cin != cout:
@@ -156,9 +161,9 @@ class ResnetBlock(nn.Module):
 class AttnBlock(nn.Module):
     """Single-head spatial self-attention over all positions, with 1x1 q/k/v/output projections."""
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, groups: int = NORM_GROUPS) -> None:
         super().__init__()
-        self.norm = _norm(channels)
+        self.norm = _norm(channels, groups)
         self.q = _conv1(channels, channels)
         self.k = _conv1(channels, channels)
         self.v = _conv1(channels, channels)
@@ -200,10 +205,10 @@ class Upsample(nn.Module):
 class _Level(nn.Module):
     """One resolution level: residual blocks, each followed by attention when the level has it."""
 
-    def __init__(self, channels: list[tuple[int, int]], attention: bool, dropout: float) -> None:
+    def __init__(self, channels: list[tuple[int, int]], attention: bool, dropout: float, groups: int) -> None:
         super().__init__()
-        self.block = nn.ModuleList(ResnetBlock(cin, cout, dropout) for cin, cout in channels)
-        self.attn = nn.ModuleList(AttnBlock(cout) for _, cout in channels) if attention else nn.ModuleList()
+        self.block = nn.ModuleList(ResnetBlock(cin, cout, dropout, groups) for cin, cout in channels)
+        self.attn = nn.ModuleList(AttnBlock(cout, groups) for _, cout in channels) if attention else nn.ModuleList()
 
     def run_blocks(self, h: Tensor) -> Tensor:
         for i, block in enumerate(self.block):
@@ -214,11 +219,11 @@ class _Level(nn.Module):
 
 
 class _Middle(nn.Module):
-    def __init__(self, channels: int, dropout: float) -> None:
+    def __init__(self, channels: int, dropout: float, groups: int) -> None:
         super().__init__()
-        self.block_1 = ResnetBlock(channels, channels, dropout)
-        self.attn_1 = AttnBlock(channels)
-        self.block_2 = ResnetBlock(channels, channels, dropout)
+        self.block_1 = ResnetBlock(channels, channels, dropout, groups)
+        self.attn_1 = AttnBlock(channels, groups)
+        self.block_2 = ResnetBlock(channels, channels, dropout, groups)
 
     def forward(self, h: Tensor) -> Tensor:
         return self.block_2(self.attn_1(self.block_1(h)))
@@ -235,13 +240,13 @@ class Encoder(nn.Module):
         cin = cfg.ch
         for level, mult in enumerate(cfg.ch_mult):
             cout = cfg.ch * mult
-            stage = _Level([(cin if i == 0 else cout, cout) for i in range(cfg.num_res_blocks)], level in attn, cfg.dropout)
+            stage = _Level([(cin if i == 0 else cout, cout) for i in range(cfg.num_res_blocks)], level in attn, cfg.dropout, cfg.norm_groups)
             if level != cfg.levels - 1:
                 stage.downsample = Downsample(cout)
             self.down.append(stage)
             cin = cout
-        self.mid = _Middle(cin, cfg.dropout)
-        self.norm_out = _norm(cin)
+        self.mid = _Middle(cin, cfg.dropout, cfg.norm_groups)
+        self.norm_out = _norm(cin, cfg.norm_groups)
         self.conv_out = _conv3(cin, cfg.z_channels)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -261,18 +266,18 @@ class Decoder(nn.Module):
         super().__init__()
         cin = cfg.ch * cfg.ch_mult[-1]
         self.conv_in = _conv3(cfg.z_channels, cin)
-        self.mid = _Middle(cin, cfg.dropout)
+        self.mid = _Middle(cin, cfg.dropout, cfg.norm_groups)
         attn = set(cfg.decoder_attn_levels)
         stages: list[_Level] = []
         for level in reversed(range(cfg.levels)):  # built from the lowest resolution up
             cout = cfg.ch * cfg.ch_mult[level]
-            stage = _Level([(cin if i == 0 else cout, cout) for i in range(cfg.num_res_blocks + 1)], level in attn, cfg.dropout)
+            stage = _Level([(cin if i == 0 else cout, cout) for i in range(cfg.num_res_blocks + 1)], level in attn, cfg.dropout, cfg.norm_groups)
             if level != 0:
                 stage.upsample = Upsample(cout)
             stages.insert(0, stage)
             cin = cout
         self.up = nn.ModuleList(stages)  # indexed by level, as the official model
-        self.norm_out = _norm(cin)
+        self.norm_out = _norm(cin, cfg.norm_groups)
         self.conv_out = _conv3(cin, cfg.out_channels)
 
     def forward(self, z: Tensor) -> Tensor:
@@ -347,10 +352,14 @@ class VQGAN(nn.Module):
         if x.dim() != 4 or x.shape[1] != self.config.in_channels:
             raise ValueError(f"expected images [B, {self.config.in_channels}, H, W], got {tuple(x.shape)}")
 
+    def features(self, x: Tensor) -> Tensor:
+        """Encoder output (before ``quant_conv``) of images [B, C, H, W] in [0, 1] (padded inside)."""
+        self._check_image(x)
+        return self.encoder(_pad(x, self.config.factor) * 2 - 1)
+
     def encode(self, x: Tensor) -> Tensor:
         """Continuous latent after ``quant_conv`` of images [B, C, H, W] in [0, 1] (padded inside)."""
-        self._check_image(x)
-        return self.quant_conv(self.encoder(_pad(x, self.config.factor) * 2 - 1))
+        return self.quant_conv(self.features(x))
 
     def quantize_indices(self, h: Tensor, codebook: Tensor | None = None) -> Tensor:
         """Nearest-codeword indices [B, h, w] of a latent [B, embed_dim, h, w]."""

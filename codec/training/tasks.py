@@ -8,18 +8,50 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ..models import mcquic, vaeformer
+from ..models import mcquic, recovery, vaeformer, vqgan
+from ..models.vqgan_cluster import LADDER_SIZES
 from .hyperprior import HyperpriorTask
 from .mcquic import McQuicTask
 from .trainer import TrainConfig
 from .vaeformer import VAEformerTask
+from .recovery import RecoveryTask
+from .vqgan import VQGANTask
 
 PRESETS: dict[str, TrainConfig] = {
     "full": TrainConfig(),
     "tiny": TrainConfig(steps=4, batch_size=2, crop=64, warmup=1, log_every=1, val_every=2, ckpt_every=2, val_images=1),
 }
 
-TRAINABLE = ("mcquic", "hyperprior", "vaeformer")
+TRAINABLE = ("mcquic", "hyperprior", "vaeformer", "vqgan", "vqgan-ladder", "recovery")
+
+LADDER_PRESETS: dict[str, TrainConfig] = {
+    "full": TrainConfig(steps=200, batch_size=8, crop=128, lr=1e-4, warmup=10, val_every=200, ckpt_every=50, val_images=8),
+    "tiny": TrainConfig(steps=2, batch_size=2, crop=64, warmup=1, log_every=1, val_every=2, ckpt_every=2, val_images=1),
+}
+"""Per-level fine-tuning of ``vqgan-ladder`` (``steps`` per level; 0 = K-means and priors only)."""
+
+
+def ladder_config(preset: str) -> TrainConfig:
+    """The per-level fine-tuning settings of ``preset``."""
+    if preset not in LADDER_PRESETS:
+        raise InputError(f"unknown preset {preset!r}; choose from {', '.join(LADDER_PRESETS)}")
+    return LADDER_PRESETS[preset]
+
+
+def ladder_sizes(preset: str) -> tuple[int, ...]:
+    """Codebook sizes of ``preset``: the paper's 8..2048, or 4, 8, 16 for the tiny test network."""
+    return (4, 8, 16) if preset == "tiny" else LADDER_SIZES
+
+
+def parse_sizes(text: str) -> tuple[int, ...]:
+    """``"8,16,32"`` -> (8, 16, 32), ascending and distinct, or a one-line error."""
+    try:
+        sizes = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise InputError(f"--sizes must be comma-separated integers, got {text!r}") from None
+    if not sizes or list(sizes) != sorted(set(sizes)) or sizes[0] < 2:
+        raise InputError(f"--sizes must be distinct, ascending and >= 2, got {text!r}")
+    return sizes
 
 
 def read_config(path: str | Path) -> dict[str, dict[str, Any]]:
@@ -50,16 +82,34 @@ def make(
     lmbda: float | None = None,
     vq_weight: float | None = None,
     config: dict[str, dict[str, Any]] | None = None,
+    ladder: str | None = None,
 ):
-    """The task and training configuration for ``model`` under ``preset``, with ``config`` overrides applied."""
-    task, cfg = _make(model, preset, quality, lmbda, vq_weight)
+    """The task and training configuration for ``model`` under ``preset``, with ``config`` overrides applied.
+
+    ``ladder`` (recovery only): the VQGAN-cluster weights whose indices it learns (default: shipped).
+    """
+    if model == "recovery":
+        task, cfg = _make_recovery(preset, quality, ladder)
+    else:
+        task, cfg = _make(model, preset, quality, lmbda, vq_weight)
     config = config or {}
     cfg = _replace(cfg, config.get("train", {}), "train")
     if config.get("model"):
-        if not isinstance(task, McQuicTask | VAEformerTask):
+        if not isinstance(task, McQuicTask | VAEformerTask | VQGANTask | RecoveryTask):
             raise InputError(f"'model' settings are not supported for {model}")
         task.config = _replace(task.config, config["model"], "model")
     return task, cfg
+
+
+def _make_recovery(preset: str, quality: int | None, ladder: str | None):
+    if preset not in PRESETS:
+        raise InputError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
+    if quality is not None:
+        raise InputError("recovery trains one model for every level; drop --quality")
+    if preset == "tiny":
+        return RecoveryTask(recovery.TINY, ladder), dataclasses.replace(PRESETS["tiny"], crop=6, batch_size=4)
+    cfg = dataclasses.replace(PRESETS["full"], crop=16, batch_size=32, lr=5e-4, steps=4000, val_every=500, val_images=4)
+    return RecoveryTask(recovery.RecoveryConfig(), ladder), cfg
 
 
 def _make(model: str, preset: str, quality: int | None, lmbda: float | None, vq_weight: float | None):
@@ -85,4 +135,10 @@ def _make(model: str, preset: str, quality: int | None, lmbda: float | None, vq_
             )
         config = vaeformer.TINY if preset == "tiny" else vaeformer.DEFAULT
         return VAEformerTask(config, **({} if lmbda is None else {"lmbda": lmbda})), cfg
+    if model == "vqgan":
+        if quality is not None:
+            raise InputError("vqgan trains one base network; its levels come from `codec train vqgan-ladder`")
+        if preset == "tiny":  # the adversarial phase starts at once so that tests exercise it
+            return VQGANTask(vqgan.TINY, vqgan.DiscriminatorConfig(ndf=8, n_layers=1), disc_start=1, reseed_every=2), cfg
+        return VQGANTask(vqgan.SMALL, vqgan.DiscriminatorConfig(ndf=32, n_layers=3)), cfg
     raise InputError(f"unknown trainable model {model!r}; choose from {', '.join(TRAINABLE)}")

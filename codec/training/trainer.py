@@ -159,7 +159,8 @@ def train(
     if world > 1:
         for tensor in model.state_dict().values():
             dist.broadcast(tensor, 0)
-    net = nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    unused = getattr(task, "find_unused_parameters", False)  # e.g. a discriminator idle before it starts
+    net = nn.parallel.DistributedDataParallel(model, find_unused_parameters=unused) if world > 1 else model
     metrics: dict[str, float] = {}
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress or rank != 0, desc=f"train {task.name}", unit="step")
     log = open(out / "log.jsonl", "a") if rank == 0 else None
@@ -213,9 +214,10 @@ def _checkpoint(task: Task, model: nn.Module, optimizer, step: int, crops: Any, 
 
 
 def _clipped(model: nn.Module) -> list[nn.Parameter]:
-    """Parameters whose gradient norm is clipped: all but CompressAI's entropy-bottleneck quantiles,
-    whose auxiliary loss has large gradients of its own that would otherwise shrink every other step."""
-    return [p for name, p in model.named_parameters() if not name.endswith("quantiles")]
+    """Parameters whose gradient norm is clipped: all but those trained by a loss of their own, whose
+    large gradients would otherwise shrink every other step: CompressAI's entropy-bottleneck quantiles
+    (auxiliary loss) and a GAN discriminator (``discriminator.*``)."""
+    return [p for name, p in model.named_parameters() if not name.endswith("quantiles") and not name.startswith("discriminator.")]
 
 
 def _load_matching(model: nn.Module, weights: dict[str, Tensor]) -> set[str]:
