@@ -30,15 +30,19 @@ DEFAULT_THREADS = 2
 identical whatever ``torch.set_num_threads`` says; override with the ``CODEC_THREADS`` variable."""
 
 
+def _codec_threads() -> int:
+    """The codec's own torch thread count (``CODEC_THREADS``, default 2)."""
+    try:
+        return max(1, int(os.environ.get("CODEC_THREADS", DEFAULT_THREADS)))
+    except ValueError:
+        raise InputError("CODEC_THREADS must be an integer") from None
+
+
 @contextmanager
 def _inference() -> Iterator[None]:
     """Run networks with the codec's own thread count and no autograd; restore the caller's threads."""
     previous = torch.get_num_threads()
-    try:
-        threads = int(os.environ.get("CODEC_THREADS", DEFAULT_THREADS))
-    except ValueError:
-        raise InputError("CODEC_THREADS must be an integer") from None
-    torch.set_num_threads(max(1, threads))
+    torch.set_num_threads(_codec_threads())
     try:
         with torch.inference_mode():
             yield
@@ -76,6 +80,8 @@ def encode(
     progress: bool = False,
     bpp: float | None = None,
     packet_rows: int | None = None,
+    scheduler: object = None,
+    workers: int = 1,
 ) -> bytes:
     """Compress an image or a climate dataset to bytes.
 
@@ -84,12 +90,16 @@ def encode(
     whose file stays at or under that many bits per pixel, and ``packet_rows`` makes the file
     resilient: independently decodable packets of that many token rows (see :mod:`codec.resilient`).
     Climate: a netCDF/GRIB path or an ``xarray.Dataset``; ``max_abs_error`` (a number, or
-    ``{"t": 0.1}`` / ``"t=0.1,z=10"`` per variable) guarantees a pointwise error bound.
+    ``{"t": 0.1}`` / ``"t=0.1,z=10"`` per variable) guarantees a pointwise error bound; with a dask
+    ``scheduler`` (``"threads"``, ``"processes"`` or a ``distributed.Client``) ``workers`` fields are
+    coded at a time in parallel, giving the same bytes as the sequential encoder.
     """
     if is_climate_input(data):
         if bpp is not None or packet_rows is not None:
             raise InputError("--bpp and --packet-rows apply to images, not climate data")
-        return _encode_climate(data, model, quality, weights, max_abs_error, progress)
+        return _encode_climate(data, model, quality, weights, max_abs_error, progress, scheduler, workers)
+    if scheduler is not None:
+        raise InputError("dask scheduling applies to climate archives, not images")
     if max_abs_error is not None:
         raise InputError("--max-abs-error applies to climate data, not images")
     if bpp is not None and quality is not None:
@@ -101,7 +111,7 @@ def encode(
     return _encode_image(data, model, quality, weights, bpp, packet_rows)
 
 
-def _encode_climate(data, model, quality, weights, max_abs_error, progress) -> bytes:  # noqa: ANN001
+def _encode_climate(data, model, quality, weights, max_abs_error, progress, scheduler=None, workers=1) -> bytes:  # noqa: ANN001
     from .climate import archive, dataset, errorbound
 
     try:
@@ -113,7 +123,7 @@ def _encode_climate(data, model, quality, weights, max_abs_error, progress) -> b
         raise InputError(f"model {loaded.spec.name} does not compress climate data")
     bar = _progress_bar if progress else None
     with dataset.open_source(data) as source, _inference():
-        return archive.encode(source, loaded.model, _model_id(loaded), bounds, bar)
+        return archive.encode(source, loaded.model, _model_id(loaded), bounds, bar, scheduler, workers, _codec_threads())
 
 
 def _progress_bar(items, total: int):  # noqa: ANN001, ANN202
@@ -133,6 +143,8 @@ def _encode_image(
     weights: str | os.PathLike | None,
     bpp: float | None = None,
     packet_rows: int | None = None,
+    scheduler: object = None,
+    workers: int = 1,
 ) -> bytes:
     pixels = imageio.to_array(image)
     mode = imageio.MODES_BY_CHANNELS[pixels.shape[2]]

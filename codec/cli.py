@@ -33,11 +33,27 @@ def _cmd_encode(args: argparse.Namespace) -> None:
         progress=progress,
         bpp=args.bpp,
         packet_rows=args.packet_rows,
+        scheduler=_scheduler(args.dask),
+        workers=args.workers,
     )
     fileio.write_atomic(args.output, data)
     if not args.quiet:
         info = api.info(data)
         print(json.dumps(info if info["kind"] == "image" else {k: v for k, v in info.items() if k != "variables"}))
+
+
+def _scheduler(spec: str | None) -> object:
+    """None, a dask scheduler name, or a ``distributed.Client`` for a ``tcp://`` scheduler address."""
+    if spec is None or spec in ("threads", "processes", "synchronous"):
+        return spec
+    try:
+        from distributed import Client
+    except ImportError:
+        raise InputError("--dask ADDRESS needs the 'distributed' package (pip install distributed)") from None
+    try:
+        return Client(spec, timeout=10)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise InputError(f"cannot reach the dask scheduler at {spec}: {exc}") from None
 
 
 def _cmd_decode(args: argparse.Namespace) -> None:
@@ -103,6 +119,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
     if args.model == "vqgan-ladder":
         _train_ladder(args)
         return
+    if args.steps == 0:
+        raise InputError("--steps 0 only makes sense for vqgan-ladder (no per-level fine-tuning)")
     config = tasks.read_config(args.config) if args.config else None
     task, cfg = tasks.make(
         args.model, preset=args.preset, quality=args.quality, lmbda=args.lmbda, vq_weight=args.vq_weight, config=config, ladder=args.ladder
@@ -138,6 +156,13 @@ def _default_validation(data: str) -> str | None:
     return str(sibling) if Path(data).name == "training" and sibling.is_dir() else None
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -169,6 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--packet-rows", type=_positive_int, default=None,
         help="vqgan: resilient file of independently decodable packets of N token rows (N x 16 pixel rows)",
     )
+    enc.add_argument(
+        "--dask", default=None,
+        help="climate: code fields in parallel with dask: threads, processes, or a distributed scheduler address (tcp://...)",
+    )
+    enc.add_argument("--workers", type=_positive_int, default=2, help="climate with --dask: fields coded at a time")
     enc.add_argument("-f", "--force", action="store_true", help="overwrite OUTPUT if it exists")
     enc.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     enc.set_defaults(func=_cmd_encode)
@@ -215,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--config", default=None, help='JSON file: {"train": {...}, "model": {...}} overriding the preset')
     tr.add_argument("--lmbda", type=float, default=None, help="rate-distortion trade-off (hyperprior, vaeformer)")
     tr.add_argument("--vq-weight", type=float, default=None, help="weight of the codebook/commitment loss (mcquic only)")
-    tr.add_argument("--steps", type=_positive_int, default=None)
+    tr.add_argument("--steps", type=_non_negative_int, default=None, help="total steps (vqgan-ladder: per level, 0 = no fine-tuning)")
     tr.add_argument("--batch-size", type=_positive_int, default=None)
     tr.add_argument("--crop", type=_positive_int, default=None)
     tr.add_argument("--lr", type=float, default=None)

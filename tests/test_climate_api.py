@@ -115,6 +115,19 @@ def test_same_bytes_across_thread_counts(era5, vf_weights):
     assert outs[0] == outs[1]
 
 
+def test_dask_parallel_encode_gives_the_same_bytes(era5, vf_weights, capsys, tmp_path):
+    sequential = codec.encode(era5, weights=vf_weights, max_abs_error=0.5)
+    for scheduler in ("threads", "synchronous"):
+        assert codec.encode(era5, weights=vf_weights, max_abs_error=0.5, scheduler=scheduler, workers=2) == sequential
+    out = tmp_path / "p.cra"
+    assert main(["encode", str(era5), "-o", str(out), "--weights", str(vf_weights), "--dask", "threads", "--workers", "3", "-q",
+                 "--max-abs-error", "0.5"]) == 0
+    assert out.read_bytes() == sequential
+    assert main(["encode", str(era5), "-o", str(tmp_path / "q.cra"), "--weights", str(vf_weights), "--dask", "tcp://127.0.0.1:1"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and ("distributed" in err or "cannot reach" in err) and not (tmp_path / "q.cra").exists()
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [

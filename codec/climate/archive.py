@@ -16,6 +16,7 @@ arrays with one chunk per field, decoded on access.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import struct
@@ -23,6 +24,7 @@ import threading
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -88,14 +90,62 @@ def _spec(var: dataset.GridVariable, bound: float | None) -> fieldcodec.FieldSpe
     return fieldcodec.FieldSpec(var.field_shape, np.dtype(var.dtype), bound, var.packing(), var.integer_range())
 
 
+def _encode_field(net: VAEformer, field: np.ndarray, spec: fieldcodec.FieldSpec, threads: int) -> tuple[bytes, np.ndarray]:
+    """:func:`fieldcodec.encode` with the codec's torch thread count, in whatever thread or process runs it."""
+    import torch
+
+    torch.set_num_threads(threads)
+    with torch.inference_mode():
+        return fieldcodec.encode(net, field, spec)
+
+
+def _encoded(
+    items: Iterator[tuple[int, dataset.GridVariable, np.ndarray, fieldcodec.FieldSpec]],
+    net: VAEformer,
+    scheduler: Any,
+    workers: int,
+    threads: int,
+) -> Iterator[tuple[int, np.ndarray, bytes, np.ndarray]]:
+    """``(variable index, field, record, reconstruction)`` in source order.
+
+    Without a scheduler the fields are coded one by one here.  With one (a dask scheduler name such as
+    ``"threads"``/``"processes"``, or a ``distributed.Client``), windows of ``2 * workers`` fields are
+    coded in parallel, so memory stays bounded by the window.
+    """
+    if scheduler is None:
+        for i, _, field, spec in items:
+            yield (i, field, *_encode_field(net, field, spec, threads))
+        return
+    import dask
+
+    shared = dask.delayed(net, traverse=False)  # one copy of the network per graph
+    window: list = []
+    kwargs = {"scheduler": scheduler, "num_workers": workers} if isinstance(scheduler, str) else {"scheduler": scheduler}
+    for item in itertools.chain(items, [None]):
+        if item is not None:
+            window.append(item)
+        if window and (item is None or len(window) == 2 * workers):
+            tasks = [dask.delayed(_encode_field)(shared, field, spec, threads) for _, _, field, spec in window]
+            for (i, _, field, _), (record, recon) in zip(window, dask.compute(*tasks, **kwargs), strict=True):
+                yield i, field, record, recon
+            window = []
+
+
 def encode(
     source: dataset.ClimateSource,
     net: VAEformer,
     model_id: dict,
     bounds: dict[str, float] | float | None = None,
     progress: Callable[[Iterator, int], Iterator] | None = None,
+    scheduler: Any = None,
+    workers: int = 1,
+    threads: int = 2,
 ) -> bytes:
-    """Compress every grid variable of ``source`` with ``net``; ``bounds`` as :func:`errorbound.parse_bounds`."""
+    """Compress every grid variable of ``source`` with ``net``; ``bounds`` as :func:`errorbound.parse_bounds`.
+
+    ``scheduler`` (a dask scheduler name or ``distributed.Client``) codes ``workers`` fields at a time
+    in parallel; each field runs on ``threads`` torch threads, so the bytes do not depend on it.
+    """
     if isinstance(bounds, dict):
         names = {v.name for v in source.variables} | {v.name.rsplit("/", 1)[-1] for v in source.variables}
         unknown = set(bounds) - names
@@ -104,14 +154,19 @@ def encode(
             raise InputError(f"--max-abs-error names unknown variables: {', '.join(sorted(unknown))} (variables: {known})")
     masks, streams, described = _Masks(), [], []
     total = sum(v.n_fields for v in source.variables)
-    fields = ((i, var, f) for i, var in enumerate(source.variables) for f in source.fields(var))
+    specs = [_spec(var, errorbound.bound_for(bounds, var.name)) for var in source.variables]
+
+    def fields() -> Iterator[tuple[int, dataset.GridVariable, np.ndarray, fieldcodec.FieldSpec]]:
+        for i, var in enumerate(source.variables):
+            for field in source.fields(var):
+                if np.isinf(field).any():
+                    raise InputError(f"{var.name} holds infinite values; codec compresses finite values and missing (NaN) points")
+                yield i, var, field, specs[i]
+
     chunks: list[list[bytes]] = [[] for _ in source.variables]
     stats = [_ErrorStats() for _ in source.variables]
-    for i, var, field in progress(fields, total) if progress else fields:
-        if np.isinf(field).any():
-            raise InputError(f"{var.name} holds infinite values; codec compresses finite values and missing (NaN) points")
-        bound = errorbound.bound_for(bounds, var.name)
-        record, recon = fieldcodec.encode(net, field, _spec(var, bound))
+    coded = _encoded(fields(), net, scheduler, max(1, workers), threads)
+    for i, field, record, recon in progress(coded, total) if progress else coded:
         stats[i].add(field, recon)
         chunks[i].append(_ENTRY.pack(masks.add(np.isnan(field)), len(record)) + record)
     for i, var in enumerate(source.variables):
