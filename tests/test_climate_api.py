@@ -117,7 +117,7 @@ def test_same_bytes_across_thread_counts(era5, vf_weights):
 
 def test_dask_parallel_encode_gives_the_same_bytes(era5, vf_weights, capsys, tmp_path):
     sequential = codec.encode(era5, weights=vf_weights, max_abs_error=0.5)
-    for scheduler in ("threads", "synchronous"):
+    for scheduler in ("threads", "synchronous", "processes"):
         assert codec.encode(era5, weights=vf_weights, max_abs_error=0.5, scheduler=scheduler, workers=2) == sequential
     out = tmp_path / "p.cra"
     assert main(["encode", str(era5), "-o", str(out), "--weights", str(vf_weights), "--dask", "threads", "--workers", "3", "-q",
