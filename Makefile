@@ -24,6 +24,8 @@ test: install
 bench: install
 	$(PY) benchmarks/kodak.py --images $(KODAK)
 	$(PY) benchmarks/speed.py
+	$(PY) benchmarks/vqgan_kodak.py
+	$(PY) benchmarks/recovery_kodak.py --limit 4
 
 clean:
 	rm -rf $(VENV) build *.egg-info demo-out

@@ -1,4 +1,4 @@
-"""codec: learned compression for images (McQuic) and climate data (VAEformer); video to follow.
+"""codec: learned compression for images (McQuic; VQGAN-cluster below 0.05 bpp) and climate data (VAEformer).
 
 Python API::
 
@@ -7,6 +7,7 @@ Python API::
     pixels = codec.decode(data)                   # uint8 numpy array [H, W, 3]
     codec.info(data)                              # {"model": "mcquic", "bpp": ..., ...}
     ds = codec.decode(codec.encode("era5.nc", max_abs_error=0.5))   # lazy xarray.Dataset (VAEformer)
+    tiny = codec.encode("photo.png", model="vqgan", bpp=0.03)        # highest VQGAN-cluster level <= 0.03 bpp
 """
 
 import warnings
