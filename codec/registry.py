@@ -135,6 +135,11 @@ def load(name: str | None = None, quality: int | None = None, weights: str | Pat
 
 @lru_cache(maxsize=8)
 def _load_file(path: str, mtime_ns: int, expected: str | None) -> LoadedModel:
+    if path.endswith(".ckpt"):
+        raise ModelError(
+            f"{path} is a PyTorch checkpoint, not codec weights; an official taming VQGAN becomes a codec with "
+            f"`codec train vqgan-ladder --init {Path(path).name} --data IMAGES --out DIR` (then --weights DIR/model.safetensors)"
+        )
     tensors, meta = load_weights(path)
     model_name = meta.get("model")
     if model_name is None:

@@ -247,6 +247,8 @@ def test_ladder_from_an_official_checkpoint(tmp_path, images):
             "--sizes", "4,8", "--out", str(tmp_path / "lad"), "--no-progress", "--threads", "1"]
     assert main(args) == 0
     assert registry.load("vqgan", 2, tmp_path / "lad" / "model.safetensors").model.level(2).size == 8
+    with pytest.raises(ModelError, match="vqgan-ladder --init"):  # the .ckpt itself is not codec weights
+        registry.load("vqgan", 1, path)
 
 
 def test_kmeans_weights_codewords_by_use():
