@@ -36,8 +36,7 @@ from vqgan_kodak import quality  # noqa: E402
 sys.path.insert(0, str(REPO_ROOT))
 import codec  # noqa: E402
 from codec import api, container, registry, resilient  # noqa: E402
-from codec.checkpoint import load_weights  # noqa: E402
-from codec.models.recovery import RecoveryConfig, RecoveryTransformer  # noqa: E402
+from codec.models.recovery import RecoveryTransformer, load_recovery  # noqa: E402
 
 LOSSES = (0.0, 0.05, 0.1, 0.2, 0.3)
 
@@ -76,10 +75,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore", api.LostPackets)
     rec_path = Path(args.recovery) if args.recovery else registry.CHECKPOINTS / api.RECOVERY_FILE
-    tensors, meta = load_weights(rec_path)
-    net = RecoveryTransformer(RecoveryConfig.from_dict(json.loads(meta["config"])))
-    net.load_state_dict(tensors)
-    net.eval()
+    net, _ = load_recovery(rec_path)
     images = {p.stem: load_rgb(p) for p in sorted(KODAK_DIR.glob("*.png"))[: args.limit]}
     rows, timings = [], []
     for level in args.levels:

@@ -9,7 +9,6 @@ an input or an existing output (atomic writes themselves live in :mod:`codec.fil
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from contextlib import contextmanager
@@ -106,8 +105,6 @@ def encode(
         raise InputError("give either a quality/level or a target bpp, not both")
     if bpp is not None and not bpp > 0:
         raise InputError(f"target bpp must be positive, got {bpp}")
-    if packet_rows is not None and packet_rows < 1:
-        raise InputError(f"packet rows must be >= 1, got {packet_rows}")
     return _encode_image(data, model, quality, weights, bpp, packet_rows)
 
 
@@ -143,8 +140,6 @@ def _encode_image(
     weights: str | os.PathLike | None,
     bpp: float | None = None,
     packet_rows: int | None = None,
-    scheduler: object = None,
-    workers: int = 1,
 ) -> bytes:
     pixels = imageio.to_array(image)
     mode = imageio.MODES_BY_CHANNELS[pixels.shape[2]]
@@ -165,11 +160,10 @@ def _encode_image(
         if level is not None:
             model_id["quality"] = level
             meta.update(level=level, codebook_size=net.level(level).size)
-        if packet_rows is not None:
-            meta["packet_rows"] = packet_rows
         if packet_rows is None:
             streams = [(f"l{i}", s) for i, s in enumerate(strings)] + extra
         else:  # packets last: a truncated file loses packets, never the (non-erasable) alpha plane
+            meta["packet_rows"] = packet_rows
             streams = extra + [(f"p{i}", s) for i, s in enumerate(strings)]
         return container.pack(
             container.Container(kind="image", model=model_id, shape=list(pixels.shape), dtype="uint8", streams=streams, meta=meta)
@@ -295,27 +289,19 @@ RECOVERY_FILE = "vqgan-recovery.safetensors"
 
 def _recovery_for(loaded: registry.LoadedModel, weights: str | os.PathLike | None):  # noqa: ANN202 - bound method or None
     """``recover`` of the recovery transformer trained on ``loaded``'s ladder, or None if there is none."""
-    from .checkpoint import load_weights
-    from .models.recovery import RecoveryConfig, RecoveryTransformer
+    from .models.recovery import load_recovery
 
     path = Path(weights) if weights is not None else registry.CHECKPOINTS / RECOVERY_FILE
     if not path.is_file():
         if weights is not None:
             raise ModelError(f"recovery weights not found: {path}")
         return None
-    tensors, meta = load_weights(path)
-    if meta.get("model") != "recovery":
-        raise ModelError(f"{path} does not hold recovery-transformer weights")
-    if meta.get("ladder_hash") != loaded.weights_hash:
+    net, ladder_hash = load_recovery(path)
+    if ladder_hash != loaded.weights_hash:
         if weights is not None:
-            raise ModelError(f"{path} was trained for vqgan weights {meta.get('ladder_hash')}, the file uses {loaded.weights_hash}")
+            raise ModelError(f"{path} was trained for vqgan weights {ladder_hash}, the file uses {loaded.weights_hash}")
         return None
-    try:
-        net = RecoveryTransformer(RecoveryConfig.from_dict(json.loads(meta["config"])))
-        net.load_state_dict(tensors)
-    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
-        raise ModelError(f"recovery weights {path} do not load: {str(exc).splitlines()[0] if str(exc) else exc}") from None
-    return net.eval().recover
+    return net.recover
 
 
 def damage(data: bytes, drop: float, seed: int = 0) -> bytes:

@@ -118,10 +118,8 @@ def load(name: str | None = None, quality: int | None = None, weights: str | Pat
         levels = shipped_qualities(spec.name)
         if not levels:
             raise ModelError(f"no shipped checkpoints for {spec.name}; pass --weights")
-        q = quality
-        if q is None:
-            q = min(spec.default_quality, levels[-1]) if spec.ladder else spec.default_quality
-        if q not in levels:
+        q = spec.default_quality if quality is None else quality
+        if not spec.ladder and q not in levels:  # a ladder's level is checked once its file is loaded
             raise ModelError(f"{spec.name} has quality levels {levels[0]}..{levels[-1]}, not {q}")
         path = checkpoint_path(spec.name, q)
     loaded = _load_file(str(path.resolve()), path.stat().st_mtime_ns, name)

@@ -11,10 +11,10 @@ from PIL import Image
 
 import codec
 from codec import api, container, registry, resilient
-from codec.checkpoint import load_weights, read_metadata, save_weights
+from codec.checkpoint import read_metadata, save_weights
 from codec.cli import main
 from codec.errors import CorruptStreamError, InputError, ModelError
-from codec.models.recovery import TINY, RecoveryTransformer
+from codec.models.recovery import TINY, RecoveryTransformer, load_recovery
 from codec.training.recovery import IndexCrops, packet_loss_mask, random_mask
 
 
@@ -71,9 +71,9 @@ def test_lost_packets_are_filled_and_clean_rows_kept(tiny_ladder, recovery_weigh
     c = container.unpack(damaged, erasable=resilient.is_packet)
     strings = [None if n in c.missing else c.stream(n) for n, _ in c.streams]
     idx, known = resilient.decode_packets(net.level(3), strings, 20, 18, 2)
-    rec = RecoveryTransformer(TINY)
-    rec.load_state_dict(load_weights(recovery_weights)[0])
-    out = rec.eval().recover(idx, known, 3)
+    rec, ladder_hash = load_recovery(recovery_weights)
+    assert ladder_hash == registry.load("vqgan", 1, tiny_ladder).weights_hash
+    out = rec.recover(idx, known, 3)
     assert torch.equal(out[known], idx[known]) and int(out.max()) < 16
     filled = resilient.naive_fill(net.level(3), idx, known)
     assert torch.equal(filled[known], idx[known]) and len(filled[~known].unique()) == 1

@@ -13,12 +13,16 @@ how many stay missing after each step), and repeat with them as context.  It is 
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import Tensor, nn
 
+from ..checkpoint import load_weights
+from ..errors import ModelError
 from .vqgan_cluster import LADDER_SIZES
 
 
@@ -114,3 +118,16 @@ class RecoveryTransformer(nn.Module):
             idx.view(-1)[order] = best.flatten()[order]
             known.view(-1)[order] = True
         return idx
+
+
+def load_recovery(path: str | os.PathLike) -> tuple[RecoveryTransformer, str]:
+    """A trained recovery transformer (eval mode) and the weights hash of the ladder it was trained on."""
+    tensors, meta = load_weights(path)
+    if meta.get("model") != "recovery":
+        raise ModelError(f"{path} does not hold recovery-transformer weights")
+    try:
+        net = RecoveryTransformer(RecoveryConfig.from_dict(json.loads(meta["config"])))
+        net.load_state_dict(tensors)
+    except (KeyError, RuntimeError, TypeError, ValueError) as exc:
+        raise ModelError(f"recovery weights {path} do not load: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+    return net.eval(), meta.get("ladder_hash", "")

@@ -26,7 +26,7 @@ TRAINABLE = ("mcquic", "hyperprior", "vaeformer", "vqgan", "vqgan-ladder", "reco
 
 LADDER_PRESETS: dict[str, TrainConfig] = {
     "full": TrainConfig(steps=200, batch_size=8, crop=128, lr=1e-4, warmup=10, val_every=200, ckpt_every=50, val_images=8),
-    "tiny": TrainConfig(steps=2, batch_size=2, crop=64, warmup=1, log_every=1, val_every=2, ckpt_every=2, val_images=1),
+    "tiny": dataclasses.replace(PRESETS["tiny"], steps=2),
 }
 """Per-level fine-tuning of ``vqgan-ladder`` (``steps`` per level; 0 = K-means and priors only)."""
 
@@ -88,10 +88,7 @@ def make(
 
     ``ladder`` (recovery only): the VQGAN-cluster weights whose indices it learns (default: shipped).
     """
-    if model == "recovery":
-        task, cfg = _make_recovery(preset, quality, ladder)
-    else:
-        task, cfg = _make(model, preset, quality, lmbda, vq_weight)
+    task, cfg = _make(model, preset, quality, lmbda, vq_weight, ladder)
     config = config or {}
     cfg = _replace(cfg, config.get("train", {}), "train")
     if config.get("model"):
@@ -101,18 +98,7 @@ def make(
     return task, cfg
 
 
-def _make_recovery(preset: str, quality: int | None, ladder: str | None):
-    if preset not in PRESETS:
-        raise InputError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
-    if quality is not None:
-        raise InputError("recovery trains one model for every level; drop --quality")
-    if preset == "tiny":
-        return RecoveryTask(recovery.TINY, ladder), dataclasses.replace(PRESETS["tiny"], crop=6, batch_size=4)
-    cfg = dataclasses.replace(PRESETS["full"], crop=16, batch_size=32, lr=5e-4, steps=4000, val_every=500, val_images=4)
-    return RecoveryTask(recovery.RecoveryConfig(), ladder), cfg
-
-
-def _make(model: str, preset: str, quality: int | None, lmbda: float | None, vq_weight: float | None):
+def _make(model: str, preset: str, quality: int | None, lmbda: float | None, vq_weight: float | None, ladder: str | None):
     if preset not in PRESETS:
         raise InputError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
     cfg = PRESETS[preset]
@@ -141,4 +127,12 @@ def _make(model: str, preset: str, quality: int | None, lmbda: float | None, vq_
         if preset == "tiny":  # the adversarial phase starts at once so that tests exercise it
             return VQGANTask(vqgan.TINY, vqgan.DiscriminatorConfig(ndf=8, n_layers=1), disc_start=1, reseed_every=2), cfg
         return VQGANTask(vqgan.SMALL, vqgan.DiscriminatorConfig(ndf=32, n_layers=3)), cfg
+    if model == "recovery":
+        if quality is not None:
+            raise InputError("recovery trains one model for every level; drop --quality")
+        if preset == "tiny":
+            return RecoveryTask(recovery.TINY, ladder), dataclasses.replace(cfg, crop=6, batch_size=4)
+        return RecoveryTask(recovery.RecoveryConfig(), ladder), dataclasses.replace(
+            cfg, crop=16, batch_size=32, lr=5e-4, steps=4000, val_every=500, val_images=4
+        )
     raise InputError(f"unknown trainable model {model!r}; choose from {', '.join(TRAINABLE)}")
