@@ -3,23 +3,26 @@
 Shipped weights live in ``codec/checkpoints/<name>-q<quality>.safetensors``, or in one
 ``<name>.safetensors`` holding every level for models with a bitrate ladder (VQGAN-cluster, whose
 quality is its ladder level).  Each file's metadata names its model and configuration, so a file can
-also be loaded from anywhere with ``weights=``.
+also be loaded from anywhere with ``weights=``.  Official McQuic checkpoints (``*.mcquic``) load
+with ``weights=`` too, as model ``mcquic-official`` (see :mod:`codec.models.mcquic_official`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from collections.abc import Callable
 
 from torch import nn
 
 from .checkpoint import load_weights, read_metadata, weights_hash
 from .errors import ModelError
 from .models.mcquic import McQuic, McQuicConfig
+from .models.mcquic_official import MODEL_NAME as MCQUIC_OFFICIAL
+from .models.mcquic_official import McQuicOfficial, OfficialConfig, load_official
 from .models.vaeformer import VAEformer, VAEformerConfig
 from .models.vqgan_cluster import VQGANCluster, VQGANClusterConfig
 
@@ -36,6 +39,7 @@ class ModelSpec:
     build: Callable[[dict], nn.Module]
     default_quality: int
     ladder: bool = False  # one file holds all levels; the quality picks one at coding time
+    aliases: tuple[str, ...] = ()  # other model names under which its weights files are accepted
 
 
 @dataclass(frozen=True)
@@ -131,8 +135,24 @@ def load(name: str | None = None, quality: int | None = None, weights: str | Pat
     return dataclasses.replace(loaded, quality=level)
 
 
+def _check_expected(spec: ModelSpec, expected: str | None, path: str) -> None:
+    """One-line error unless a file of ``spec`` may be used where model ``expected`` was asked for."""
+    if expected is not None and expected != spec.name and expected not in spec.aliases:
+        raise ModelError(f"{path} holds weights of {spec.name!r}, not {expected!r}")
+
+
+def _load_official(path: str, expected: str | None) -> LoadedModel:
+    """An official McQuic ``.mcquic`` checkpoint as model ``mcquic-official``."""
+    spec = get_spec(MCQUIC_OFFICIAL)
+    _check_expected(spec, expected, path)
+    model, _ = load_official(path)
+    return LoadedModel(spec, model, None, weights_hash(model.state_dict()), Path(path))
+
+
 @lru_cache(maxsize=8)
 def _load_file(path: str, mtime_ns: int, expected: str | None) -> LoadedModel:
+    if path.lower().endswith(".mcquic"):
+        return _load_official(path, expected)
     if path.endswith(".ckpt"):
         raise ModelError(
             f"{path} is a PyTorch checkpoint, not codec weights; an official taming VQGAN becomes a codec with "
@@ -142,9 +162,8 @@ def _load_file(path: str, mtime_ns: int, expected: str | None) -> LoadedModel:
     model_name = meta.get("model")
     if model_name is None:
         raise ModelError(f"{path} has no 'model' metadata; not a codec checkpoint")
-    if expected is not None and model_name != expected:
-        raise ModelError(f"{path} holds weights of {model_name!r}, not {expected!r}")
     spec = get_spec(model_name)
+    _check_expected(spec, expected, path)
     try:
         config = json.loads(meta.get("config", "{}"))
         model = spec.build(config)
@@ -166,6 +185,17 @@ register(
         description="McQuic multi-codebook VQ image codec (fast, no context model)",
         build=lambda cfg: McQuic(McQuicConfig.from_dict(cfg)),
         default_quality=2,
+    )
+)
+
+register(
+    ModelSpec(
+        name=MCQUIC_OFFICIAL,
+        kind="image",
+        description="official McQuic r0.1.17 network: load its qp_2_msssim .mcquic checkpoint with --weights",
+        build=lambda cfg: McQuicOfficial(OfficialConfig.from_dict(cfg)),
+        default_quality=2,
+        aliases=("mcquic",),  # `--weights X.mcquic` works without `--model`
     )
 )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -14,7 +15,7 @@ from codec import api, container, registry, resilient
 from codec.checkpoint import read_metadata, save_weights
 from codec.cli import main
 from codec.errors import CorruptStreamError, InputError, ModelError
-from codec.models.recovery import TINY, RecoveryTransformer, load_recovery
+from codec.models.recovery import TINY, RecoveryTransformer, interpolate_columns, load_recovery
 from codec.training.recovery import IndexCrops, packet_loss_mask, random_mask
 
 
@@ -28,8 +29,10 @@ def image():
 def recovery_weights(tiny_ladder, tmp_path_factory):
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("rec") / "recovery.safetensors"
-    ladder_hash = registry.load("vqgan", 1, tiny_ladder).weights_hash
-    save_weights(RecoveryTransformer(TINY), path, {"model": "recovery", "config": TINY.to_dict(), "ladder_hash": ladder_hash})
+    loaded = registry.load("vqgan", 1, tiny_ladder)
+    net = RecoveryTransformer.for_ladder(loaded.model.ladder, TINY)
+    torch.nn.init.normal_(net.head.weight, std=0.1)  # as if trained: not just the interpolation
+    save_weights(net, path, {"model": "recovery", "config": TINY.to_dict(), "ladder_hash": loaded.weights_hash})
     return path
 
 
@@ -77,6 +80,19 @@ def test_lost_packets_are_filled_and_clean_rows_kept(tiny_ladder, recovery_weigh
     assert torch.equal(out[known], idx[known]) and int(out.max()) < 16
     filled = resilient.naive_fill(net.level(3), idx, known)
     assert torch.equal(filled[known], idx[known]) and len(filled[~known].unique()) == 1
+
+
+def test_recovered_decode_ignores_the_callers_thread_count(tiny_ladder, recovery_weights, image):
+    damaged = api.damage(codec.encode(image, model="vqgan", quality=3, weights=tiny_ladder, packet_rows=2), 0.3, seed=2)
+    previous, decodes = torch.get_num_threads(), []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            with pytest.warns(api.LostPackets):
+                decodes.append(codec.decode(damaged, weights=tiny_ladder, recovery_weights=recovery_weights))
+    finally:
+        torch.set_num_threads(previous)
+    assert np.array_equal(*decodes)
 
 
 def test_recovery_weights_must_match_the_ladder(tiny_ladder, recovery_weights, tmp_path, image):
@@ -143,9 +159,56 @@ def test_masks_and_batches():
     assert len(batch[:, 2].unique()) == 1
 
 
+def test_recovery_holds_the_ladder_codewords_and_scores_by_distance(tiny_ladder):
+    ladder = registry.load("vqgan", 1, tiny_ladder).model.ladder
+    net = RecoveryTransformer.for_ladder(ladder, TINY).eval()
+    lv = ladder[1]
+    all_words = torch.cat([v.post_quant_conv(v.codebook[:, :, None, None])[:, :, 0, 0].detach() for v in ladder])
+    held = net.codewords[4:12]  # level 2 follows level 1's 4 codewords
+    words = lv.post_quant_conv(lv.codebook[:, :, None, None])[:, :, 0, 0].detach()
+    assert torch.allclose(held, words / all_words.std(), atol=1e-5)  # the decoder's codewords, at unit scale
+    # logits are negative squared distances (times the level's sharpness) up to a per-position constant
+    net.head.bias.data.copy_(held[5])
+    net.head.weight.data.zero_()
+    logits = net(torch.zeros(1, 3, 3, dtype=torch.long), torch.zeros(1, 3, 3, dtype=torch.bool), 2)
+    expected = -(held - held[5]).square().sum(1) / held.shape[1]
+    assert torch.allclose(logits[0, 1, 1] - logits[0, 1, 1, 5], expected, atol=1e-4) and int(logits[0, 0, 0].argmax()) == 5
+    with pytest.raises(ValueError, match="codebook sizes"):
+        RecoveryTransformer.for_ladder(ladder[:2], TINY)
+    with pytest.raises(ValueError, match="channels"):
+        RecoveryTransformer.for_ladder(ladder, dataclasses.replace(TINY, code_dim=4))
+
+
+def test_interpolate_columns_fills_between_neighbours_borders_and_empty_columns():
+    values = torch.arange(5 * 3, dtype=torch.float32).view(1, 5, 3, 1) * torch.tensor([1.0, -2.0])  # [1, 5, 3, 2]
+    known = torch.ones(1, 5, 3, dtype=torch.bool)
+    known[0, 1:3, 0] = False  # between rows 0 and 3: 1/3 and 2/3 of the way
+    known[0, 3:, 1] = False  # below the last known row: copy it
+    known[0, :, 2] = False  # nothing known in the column: the map's mean of known values
+    out = interpolate_columns(values, known)
+    assert torch.equal(out[known], values[known])
+    assert torch.allclose(out[0, 1, 0], values[0, 0, 0] + (values[0, 3, 0] - values[0, 0, 0]) / 3)
+    assert torch.allclose(out[0, 2, 0], values[0, 0, 0] + 2 * (values[0, 3, 0] - values[0, 0, 0]) / 3)
+    assert torch.equal(out[0, 3, 1], values[0, 2, 1]) and torch.equal(out[0, 4, 1], values[0, 2, 1])
+    assert torch.allclose(out[0, 0, 2], values[known].mean(0)) and torch.allclose(out[0, 4, 2], values[known].mean(0))
+
+
+def test_fresh_network_starts_from_the_interpolation(tiny_ladder):
+    ladder = registry.load("vqgan", 1, tiny_ladder).model.ladder
+    net = RecoveryTransformer.for_ladder(ladder, TINY).eval()
+    idx = torch.randint(16, (1, 6, 4))
+    known = torch.ones(1, 6, 4, dtype=torch.bool)
+    known[0, 2:4] = False  # a lost packet of two rows
+    logits = net(idx, known, 3)
+    guess = interpolate_columns(net.words(3)[idx], known)
+    nearest = torch.cdist(guess.view(-1, guess.shape[-1]), net.words(3)).argmin(1).view(1, 6, 4)
+    assert torch.equal(logits.argmax(-1), nearest)  # most probable = nearest to the interpolated codeword
+
+
 def test_recover_keeps_known_and_fills_all():
     torch.manual_seed(0)
     net = RecoveryTransformer(TINY).eval()
+    net.codewords.normal_()
     idx = torch.randint(8, (7, 5))
     known = torch.rand(7, 5) > 0.5
     out = net.recover(idx, known, 2, steps=4)
