@@ -89,7 +89,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS_DIR / "recovery_kodak"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    rec_path = Path(args.recovery) if args.recovery else registry.CHECKPOINTS / api.RECOVERY_FILE
+    rec_path = Path(args.recovery) if args.recovery else registry.CHECKPOINTS / registry.get_spec("vqgan").recovery
     net, ladder_hash = load_recovery(rec_path)
     if ladder_hash != registry.load("vqgan", 1, args.weights).weights_hash:
         sys.exit(f"{rec_path} was trained on another ladder than {args.weights or 'the shipped vqgan'}")

@@ -284,15 +284,13 @@ class LostPackets(UserWarning):
     """A resilient file decoded with lost packets (a note, not an error)."""
 
 
-RECOVERY_FILE = "vqgan-recovery.safetensors"
-
-
 def _recovery_for(loaded: registry.LoadedModel, weights: str | os.PathLike | None):  # noqa: ANN202 - bound method or None
     """``recover`` of the recovery transformer trained on ``loaded``'s ladder, or None if there is none."""
     from .models.recovery import load_recovery
 
-    path = Path(weights) if weights is not None else registry.CHECKPOINTS / RECOVERY_FILE
-    if not path.is_file():
+    shipped = loaded.spec.recovery
+    path = Path(weights) if weights is not None else (registry.CHECKPOINTS / shipped if shipped else None)
+    if path is None or not path.is_file():
         if weights is not None:
             raise ModelError(f"recovery weights not found: {path}")
         return None

@@ -104,6 +104,8 @@ def _cmd_models(args: argparse.Namespace) -> None:
         if row["ladder"] and row["qualities"]:
             q = row["qualities"]
             levels = f"levels {q[0]['quality']}..{q[-1]['quality']} in one {q[0]['size_mb']:.1f} MB file"
+        if "recovery_mb" in row:
+            levels += f", lost-index recovery {row['recovery_mb']:.1f} MB"
         print(f"{row['name']:<10} {row['kind']:<6} {row['description']}  [{levels or 'no shipped weights'}]")
 
 

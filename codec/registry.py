@@ -40,6 +40,7 @@ class ModelSpec:
     default_quality: int
     ladder: bool = False  # one file holds all levels; the quality picks one at coding time
     aliases: tuple[str, ...] = ()  # other model names under which its weights files are accepted
+    recovery: str | None = None  # shipped lost-index recovery weights (file in CHECKPOINTS), if any
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,10 @@ def list_models() -> list[dict]:
             {"quality": q, "size_mb": checkpoint_path(spec.name, q).stat().st_size / 1e6}
             for q in shipped_qualities(spec.name)
         ]
-        rows.append({"name": spec.name, "kind": spec.kind, "description": spec.description, "ladder": spec.ladder, "qualities": qualities})
+        row = {"name": spec.name, "kind": spec.kind, "description": spec.description, "ladder": spec.ladder, "qualities": qualities}
+        if spec.recovery and (CHECKPOINTS / spec.recovery).is_file():
+            row["recovery_mb"] = (CHECKPOINTS / spec.recovery).stat().st_size / 1e6
+        rows.append(row)
     return rows
 
 
@@ -217,5 +221,6 @@ register(
         build=lambda cfg: VQGANCluster(VQGANClusterConfig.from_dict(cfg)),
         default_quality=5,
         ladder=True,
+        recovery="vqgan-recovery.safetensors",
     )
 )

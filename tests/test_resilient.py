@@ -95,6 +95,20 @@ def test_recovered_decode_ignores_the_callers_thread_count(tiny_ladder, recovery
     assert np.array_equal(*decodes)
 
 
+def test_shipped_recovery_is_listed_and_used_by_default(tiny_ladder, recovery_weights, image, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(registry, "CHECKPOINTS", tmp_path)
+    (tmp_path / "vqgan.safetensors").write_bytes(tiny_ladder.read_bytes())
+    damaged = api.damage(codec.encode(image, model="vqgan", quality=2, packet_rows=2), 0.3, seed=1)
+    with pytest.warns(api.LostPackets, match="most frequent codeword"):  # no recovery weights shipped
+        codec.decode(damaged)
+    (tmp_path / registry.get_spec("vqgan").recovery).write_bytes(recovery_weights.read_bytes())
+    with pytest.warns(api.LostPackets, match="recovery transformer"):
+        recovered = codec.decode(damaged)
+    with pytest.warns(api.LostPackets):
+        assert np.array_equal(recovered, codec.decode(damaged, recovery_weights=recovery_weights))
+    assert main(["models"]) == 0 and "lost-index recovery" in capsys.readouterr().out
+
+
 def test_recovery_weights_must_match_the_ladder(tiny_ladder, recovery_weights, tmp_path, image):
     other = tmp_path / "other.safetensors"
     save_weights(RecoveryTransformer(TINY), other, {"model": "recovery", "config": TINY.to_dict(), "ladder_hash": "0" * 16})

@@ -133,6 +133,6 @@ def _make(model: str, preset: str, quality: int | None, lmbda: float | None, vq_
         if preset == "tiny":
             return RecoveryTask(recovery.TINY, ladder), dataclasses.replace(cfg, crop=6, batch_size=4)
         return RecoveryTask(recovery.RecoveryConfig(), ladder), dataclasses.replace(
-            cfg, crop=16, batch_size=32, lr=5e-4, steps=6000, val_every=500, val_images=4
+            cfg, crop=16, batch_size=32, lr=5e-4, steps=4200, val_every=500, val_images=4
         )
     raise InputError(f"unknown trainable model {model!r}; choose from {', '.join(TRAINABLE)}")
