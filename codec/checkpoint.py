@@ -96,3 +96,17 @@ def load_training_state(
     optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
     torch.set_rng_state(tensors["rng.torch"])
     return int(meta["step"]), json.loads(meta["extra"])
+
+
+def check_state_dict(expected: dict[str, torch.Tensor], sd: dict[str, torch.Tensor], what: str) -> None:
+    """One-line ``ModelError`` unless ``sd`` has exactly the keys and shapes of ``expected`` (e.g. a
+    model's ``state_dict()``); ``what`` names the file in the message."""
+    missing = sorted(set(expected) - set(sd))
+    unexpected = sorted(set(sd) - set(expected))
+    if missing:
+        raise ModelError(f"{what} lacks {len(missing)} tensors, e.g. {missing[0]!r}")
+    if unexpected:
+        raise ModelError(f"{what} has {len(unexpected)} unexpected tensors, e.g. {unexpected[0]!r}")
+    for key, value in expected.items():
+        if tuple(sd[key].shape) != tuple(value.shape):
+            raise ModelError(f"{what} tensor {key!r} has shape {list(sd[key].shape)}, expected {list(value.shape)}")

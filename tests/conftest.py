@@ -78,3 +78,12 @@ def make_ladder(path: Path, seed: int = 0) -> Path:
 def tiny_ladder(tmp_path_factory) -> Path:
     """A tiny VQGAN-cluster weights file."""
     return make_ladder(tmp_path_factory.mktemp("ladder") / "vqgan.safetensors")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a test module (tiny tensors: fastest, and immune to a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

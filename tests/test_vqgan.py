@@ -28,13 +28,7 @@ from codec.models.vqgan import (
 SMALL_DISC = DiscriminatorConfig(ndf=8, n_layers=2)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is fastest and immune to a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: one thread is fastest
 
 
 @pytest.fixture(scope="module")

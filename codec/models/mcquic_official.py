@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checkpoint import save_weights
+from ..checkpoint import check_state_dict, save_weights
 from ..entropy import categorical
 from ..entropy.tables import TOTAL, frequencies_to_table
 from ..errors import ModelError
@@ -618,18 +618,11 @@ def _drop_duplicates(sd: dict[str, Tensor], levels: int, path: Path) -> dict[str
 
 
 def _check_fits(expected: dict[str, Tensor], sd: dict[str, Tensor], what: str) -> None:
-    """One-line error unless ``sd`` has exactly the keys and shapes of ``expected``."""
-    missing = sorted(set(expected) - set(sd))
-    unexpected = sorted(set(sd) - set(expected))
-    if missing:
-        raise ModelError(f"{what} lacks {len(missing)} tensors, e.g. {missing[0]!r}")
-    if unexpected:
-        raise ModelError(f"{what} has {len(unexpected)} unexpected tensors, e.g. {unexpected[0]!r}")
-    for key, value in expected.items():
-        if tuple(sd[key].shape) != tuple(value.shape):
-            raise ModelError(f"{what} tensor {key!r} has shape {list(sd[key].shape)}, expected {list(value.shape)}")
-        if not sd[key].is_floating_point():
-            raise ModelError(f"{what} tensor {key!r} has dtype {sd[key].dtype}, expected floating point")
+    """One-line error unless ``sd`` has exactly the keys and shapes of ``expected``, all floating point."""
+    check_state_dict(expected, sd, what)
+    for key, value in sd.items():
+        if not value.is_floating_point():
+            raise ModelError(f"{what} tensor {key!r} has dtype {value.dtype}, expected floating point")
 
 
 def _read(path: Path) -> tuple[dict[str, Tensor], dict]:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import load_weights, save_weights
+from ..checkpoint import check_state_dict, load_weights, save_weights
 from ..errors import ModelError
 from .vqgan import VQGAN, DiscriminatorConfig, PatchDiscriminator, VQGANConfig
 
@@ -178,20 +178,6 @@ def infer_discriminator_config(sd: dict[str, torch.Tensor]) -> DiscriminatorConf
     return DiscriminatorConfig(in_channels=in_channels, ndf=ndf, n_layers=max(0, len(convs) - 2), actnorm=actnorm)
 
 
-def _check_fits(model: torch.nn.Module, sd: dict[str, torch.Tensor], what: str) -> None:
-    """One-line error unless ``sd`` has exactly the keys and shapes of ``model``'s state dict."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(sd))
-    unexpected = sorted(set(sd) - set(expected))
-    if missing:
-        raise ModelError(f"{what} lacks {len(missing)} tensors, e.g. {missing[0]!r}")
-    if unexpected:
-        raise ModelError(f"{what} has {len(unexpected)} unexpected tensors, e.g. {unexpected[0]!r}")
-    for key, value in expected.items():
-        if tuple(sd[key].shape) != tuple(value.shape):
-            raise ModelError(f"{what} tensor {key!r} has shape {list(sd[key].shape)}, expected {list(value.shape)}")
-
-
 def load_taming_checkpoint(
     path: str | os.PathLike,
 ) -> tuple[VQGANConfig, dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
@@ -205,11 +191,11 @@ def load_taming_checkpoint(
     vq, disc = split_state_dict(sd)
     config = infer_config(vq)
     with torch.device("meta"):
-        _check_fits(VQGAN(config), vq, f"checkpoint {path}")
+        check_state_dict(VQGAN(config).state_dict(), vq, f"checkpoint {path}")
     vq = {k: v.float() if v.is_floating_point() else v for k, v in vq.items()}
     if disc is not None:
         with torch.device("meta"):
-            _check_fits(PatchDiscriminator(infer_discriminator_config(disc)), disc, f"discriminator of {path}")
+            check_state_dict(PatchDiscriminator(infer_discriminator_config(disc)).state_dict(), disc, f"discriminator of {path}")
     return config, vq, disc
 
 
