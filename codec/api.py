@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import warnings
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from collections.abc import Iterator
 
@@ -284,17 +285,23 @@ class LostPackets(UserWarning):
     """A resilient file decoded with lost packets (a note, not an error)."""
 
 
-def _recovery_for(loaded: registry.LoadedModel, weights: str | os.PathLike | None):  # noqa: ANN202 - bound method or None
-    """``recover`` of the recovery transformer trained on ``loaded``'s ladder, or None if there is none."""
+@lru_cache(maxsize=2)
+def _load_recovery(path: str, mtime_ns: int):  # noqa: ANN202 - (network, ladder hash)
+    """A recovery transformer, loaded once per file version."""
     from .models.recovery import load_recovery
 
+    return load_recovery(path)
+
+
+def _recovery_for(loaded: registry.LoadedModel, weights: str | os.PathLike | None):  # noqa: ANN202 - bound method or None
+    """``recover`` of the recovery transformer trained on ``loaded``'s ladder, or None if there is none."""
     shipped = loaded.spec.recovery
     path = Path(weights) if weights is not None else (registry.CHECKPOINTS / shipped if shipped else None)
     if path is None or not path.is_file():
         if weights is not None:
             raise ModelError(f"recovery weights not found: {path}")
         return None
-    net, ladder_hash = load_recovery(path)
+    net, ladder_hash = _load_recovery(str(path.resolve()), path.stat().st_mtime_ns)
     if ladder_hash != loaded.weights_hash:
         if weights is not None:
             raise ModelError(f"{path} was trained for vqgan weights {ladder_hash}, the file uses {loaded.weights_hash}")

@@ -234,7 +234,7 @@ def test_recover_keeps_known_and_fills_all():
     assert big.shape == (70, 3) and int(big.max()) < 4
 
 
-def test_train_recovery_tiny(tiny_ladder, tmp_path):
+def test_train_recovery_tiny(tiny_ladder, tmp_path, capsys):
     data = tmp_path / "imgs"
     data.mkdir()
     rng = np.random.default_rng(0)
@@ -247,3 +247,6 @@ def test_train_recovery_tiny(tiny_ladder, tmp_path):
     meta = read_metadata(out / "model.safetensors")
     assert meta["model"] == "recovery" and meta["ladder_hash"] == registry.load("vqgan", 1, tiny_ladder).weights_hash
     assert 0.0 <= json.loads(meta["validation"])["index_acc"] <= 1.0
+    # the full configuration does not fit a tiny ladder: one line, before any data is read
+    assert main(args[:2] + args[4:] + ["--steps", "1"]) == 1
+    assert "codebook sizes" in capsys.readouterr().err
