@@ -144,7 +144,8 @@ def _encode_image(
 ) -> bytes:
     pixels = imageio.to_array(image)
     mode = imageio.MODES_BY_CHANNELS[pixels.shape[2]]
-    loaded = registry.load(model or registry.default_model("image"), quality, weights)
+    # a weights file names its own model; without one (and without --model) the default image model
+    loaded = registry.load(model or (None if weights is not None else registry.default_model("image")), quality, weights)
     if loaded.spec.kind != "image":
         raise InputError(f"model {loaded.spec.name} does not compress images")
     if (bpp is not None or packet_rows is not None) and not loaded.spec.ladder:

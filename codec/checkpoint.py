@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -110,3 +112,64 @@ def check_state_dict(expected: dict[str, torch.Tensor], sd: dict[str, torch.Tens
     for key, value in expected.items():
         if tuple(sd[key].shape) != tuple(value.shape):
             raise ModelError(f"{what} tensor {key!r} has shape {list(sd[key].shape)}, expected {list(value.shape)}")
+
+
+def tensor_shape(sd: dict[str, torch.Tensor], key: str, dims: int, what: str) -> tuple[int, ...]:
+    """Shape of ``sd[key]``, with a one-line ``ModelError`` if it is missing (the file is not ``what``)
+    or does not have ``dims`` dimensions."""
+    if key not in sd:
+        raise ModelError(f"checkpoint lacks {key!r}; not {what}")
+    shape = tuple(sd[key].shape)
+    if len(shape) != dims:
+        raise ModelError(f"checkpoint tensor {key!r} has shape {list(shape)}, expected {dims} dimensions")
+    return shape
+
+
+class _Inert:
+    """Stand-in for a refused-but-harmless pickled global: stores whatever it is given, does nothing."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        self.args, self.kwargs = args, kwargs
+
+    def __setstate__(self, state: object) -> None:
+        self.state = state
+
+
+def _inert(name: str) -> type:
+    return type(name.rsplit(".", 1)[-1], (_Inert,), {"__qualname__": name})
+
+
+def safe_torch_load(path: str | os.PathLike, inert_prefixes: tuple[str, ...] = (), hint: str = "") -> object:
+    """A PyTorch pickle (``.ckpt``, ``.pth`` ...) read with ``torch.load(weights_only=True)``.
+
+    Globals whose names start with ``inert_prefixes`` (training bookkeeping) load as inert
+    placeholders; any other pickled object refuses the file.  Every failure is a one-line
+    ``ModelError`` (``hint`` is appended to a refusal), never an unpickled object.
+    """
+    path = Path(path)
+    unreadable = f"cannot read checkpoint {path} (corrupt, truncated or not a PyTorch file)"
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        pass  # most likely a refused global: find out which ones
+    except Exception as exc:  # noqa: BLE001 - a loader reports every failure as one line
+        raise ModelError(f"{unreadable}: {_first_line(exc)}") from None
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception as exc:  # noqa: BLE001 - any failure to scan means we cannot load it safely
+        raise ModelError(f"{unreadable}: {_first_line(exc)}") from None
+    refused = [n for n in names if not n.startswith(inert_prefixes)]
+    if refused:
+        raise ModelError(f"{path} pickles {refused[0]!r}, which safe loading refuses" + (f"; {hint}" if hint else ""))
+    if not names:
+        raise ModelError(f"{unreadable}: unpickling failed")
+    try:
+        with torch.serialization.safe_globals([(_inert(n), n) for n in names]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        raise ModelError(f"{unreadable}: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__

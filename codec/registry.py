@@ -39,7 +39,6 @@ class ModelSpec:
     build: Callable[[dict], nn.Module]
     default_quality: int
     ladder: bool = False  # one file holds all levels; the quality picks one at coding time
-    aliases: tuple[str, ...] = ()  # other model names under which its weights files are accepted
     recovery: str | None = None  # shipped lost-index recovery weights (file in CHECKPOINTS), if any
 
 
@@ -141,7 +140,7 @@ def load(name: str | None = None, quality: int | None = None, weights: str | Pat
 
 def _check_expected(spec: ModelSpec, expected: str | None, path: str) -> None:
     """One-line error unless a file of ``spec`` may be used where model ``expected`` was asked for."""
-    if expected is not None and expected != spec.name and expected not in spec.aliases:
+    if expected is not None and expected != spec.name:
         raise ModelError(f"{path} holds weights of {spec.name!r}, not {expected!r}")
 
 
@@ -199,7 +198,6 @@ register(
         description="official McQuic r0.1.17 network: load its qp_2_msssim .mcquic checkpoint with --weights",
         build=lambda cfg: McQuicOfficial(OfficialConfig.from_dict(cfg)),
         default_quality=2,
-        aliases=("mcquic",),  # `--weights X.mcquic` works without `--model`
     )
 )
 

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import math
 import os
-import pickle
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -47,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checkpoint import check_state_dict, save_weights
+from ..checkpoint import check_state_dict, safe_torch_load, save_weights, tensor_shape
 from ..entropy import categorical
 from ..entropy.tables import TOTAL, frequencies_to_table
 from ..errors import ModelError
@@ -528,35 +527,8 @@ def official_state_dict(model: McQuicOfficial) -> dict[str, Tensor]:
     return sd
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__
-
-
-def _torch_load(path: Path) -> object:
-    """``torch.load(weights_only=True)`` with one-line errors; pickled objects other than tensors and containers are refused."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        pass  # most likely a refused global: name it
-    except Exception as exc:  # noqa: BLE001 - a loader reports every failure as one line
-        raise ModelError(f"cannot read {path} (corrupt, truncated or not a PyTorch file): {_one_line(exc)}") from None
-    try:
-        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-    except Exception:  # noqa: BLE001
-        names = []
-    if names:
-        raise ModelError(f"{path} pickles {names[0]!r}, which safe loading refuses; not an official McQuic checkpoint")
-    raise ModelError(f"cannot read {path} (corrupt, truncated or not a PyTorch file)")
-
-
 def _shape(sd: dict[str, Tensor], key: str, dims: int) -> tuple[int, ...]:
-    if key not in sd:
-        raise ModelError(f"checkpoint lacks {key!r}; not an official McQuic (r0.1.17) checkpoint")
-    shape = tuple(sd[key].shape)
-    if len(shape) != dims:
-        raise ModelError(f"checkpoint tensor {key!r} has shape {list(shape)}, expected {dims} dimensions")
-    return shape
+    return tensor_shape(sd, key, dims, "an official McQuic (r0.1.17) checkpoint")
 
 
 def infer_config(sd: dict[str, Tensor]) -> OfficialConfig:
@@ -627,7 +599,7 @@ def _check_fits(expected: dict[str, Tensor], sd: dict[str, Tensor], what: str) -
 
 def _read(path: Path) -> tuple[dict[str, Tensor], dict]:
     """``(state dict, file dict)`` of an official ``.mcquic`` file, with one-line errors."""
-    obj = _torch_load(path)
+    obj = safe_torch_load(path, hint="not an official McQuic checkpoint")
     sd = obj.get("model") if isinstance(obj, dict) else None
     if not isinstance(sd, dict) or not sd or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in sd.items()):
         raise ModelError(f"{path} holds no 'model' state dict of tensors; not an official McQuic checkpoint")

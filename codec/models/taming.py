@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 from pathlib import Path
 
 import torch
 
-from ..checkpoint import check_state_dict, load_weights, save_weights
+from ..checkpoint import check_state_dict, load_weights, safe_torch_load, save_weights, tensor_shape
 from ..errors import ModelError
 from .vqgan import VQGAN, DiscriminatorConfig, PatchDiscriminator, VQGANConfig
 
@@ -47,39 +46,6 @@ _CONVERT_HINT = (
 )
 
 
-class _Inert:
-    """Stand-in for a refused-but-harmless global: stores whatever it is given, does nothing."""
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        self.args, self.kwargs = args, kwargs
-
-    def __setstate__(self, state: object) -> None:
-        self.state = state
-
-
-def _inert(name: str) -> type:
-    return type(name.rsplit(".", 1)[-1], (_Inert,), {"__qualname__": name})
-
-
-def _torch_load(path: Path) -> object:
-    """``torch.load(weights_only=True)``, with inert placeholders for allowed bookkeeping globals."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        pass  # most likely a refused global: find out which ones
-    try:
-        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-    except Exception as exc:  # noqa: BLE001 - any failure to scan means we cannot load it safely
-        raise ModelError(f"{path} is not a loadable PyTorch checkpoint ({type(exc).__name__}); {_CONVERT_HINT}") from None
-    refused = [n for n in names if not n.startswith(INERT_PREFIXES)]
-    if refused:
-        raise ModelError(f"{path} pickles {refused[0]!r}, which safe loading refuses; {_CONVERT_HINT}")
-    if not names:
-        raise ModelError(f"{path} is not a loadable PyTorch checkpoint (unpickling failed)")
-    with torch.serialization.safe_globals([(_inert(n), n) for n in names]):
-        return torch.load(path, map_location="cpu", weights_only=True)
-
-
 def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """All tensors of an official ``.ckpt`` (its ``state_dict``) or of a ``.safetensors`` file, with metadata."""
     path = Path(path)
@@ -87,13 +53,7 @@ def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         raise ModelError(f"checkpoint not found: {path}")
     if path.suffix == ".safetensors":
         return load_weights(path)
-    try:
-        obj = _torch_load(path)
-    except ModelError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a loader reports every failure as one line
-        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else "no detail"
-        raise ModelError(f"cannot read checkpoint {path} (corrupt, truncated or not a PyTorch file): {type(exc).__name__}: {first}") from None
+    obj = safe_torch_load(path, INERT_PREFIXES, _CONVERT_HINT)
     sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if not isinstance(sd, dict) or not sd or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
         raise ModelError(f"{path} holds no state_dict of tensors; not a taming-transformers checkpoint")
@@ -112,12 +72,7 @@ def split_state_dict(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tenso
 
 
 def _shape(sd: dict[str, torch.Tensor], key: str, dims: int) -> tuple[int, ...]:
-    if key not in sd:
-        raise ModelError(f"checkpoint lacks {key!r}; not a taming-transformers VQGAN")
-    shape = tuple(sd[key].shape)
-    if len(shape) != dims:
-        raise ModelError(f"checkpoint tensor {key!r} has shape {list(shape)}, expected {dims} dimensions")
-    return shape
+    return tensor_shape(sd, key, dims, "a taming-transformers VQGAN")
 
 
 def _count(sd: dict[str, torch.Tensor], prefix: str) -> int:
