@@ -35,6 +35,7 @@ from _common import RESULTS_DIR
 
 from codec import registry
 from codec.climate import archive, dataset, fieldcodec
+from codec.models.vaeformer import LevelCoder
 from codec.training.climate_data import is_validation
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "climate"
@@ -70,12 +71,12 @@ def errors(field: np.ndarray, recon: np.ndarray) -> dict:
     return {"rmse": rmse, "nrmse": rmse / std, "max_abs_error": cb.max_abs_error(field.astype(np.float32), stored), "std": std}
 
 
-def run_ours(item: dict, net, quality: int, bound: float | None) -> dict:  # noqa: ANN001
-    """The codec on one field (through the same record code as files)."""
+def run_ours(item: dict, coder: LevelCoder, bound: float | None) -> dict:
+    """The codec at one level on one field (through the same record code as files)."""
     field, var = item["field"], item["spec"]
     spec = fieldcodec.FieldSpec(field.shape, np.dtype("float32"), bound, var.packing())
     with torch.inference_mode():
-        record, recon = fieldcodec.encode(net, field, spec)
+        record, recon = fieldcodec.encode(coder, field, spec)
     return {"bytes": len(record) + archive.RECORD_ENTRY_BYTES + mask_bytes(field), **errors(field, recon)}
 
 
@@ -84,11 +85,11 @@ def evaluate(items: list[dict], qualities: list[int], bounds: list[float]) -> li
     torch.set_num_threads(2)
     rows = []
     for q in qualities:
-        net = registry.load("vaeformer", q).model
+        coder = registry.load("vaeformer", q).model.at_level(q)
         for k, item in enumerate(items):
             field = item["field"]
             base = {"file": item["file"], "variable": item["variable"], "index": item["index"], "raw_bytes": 4 * field.size}
-            ours = run_ours(item, net, q, None)
+            ours = run_ours(item, coder, None)
             rows.append({**base, "method": "vaeformer", "setting": f"q{q}", **ours})
             for name in BASELINES:
                 try:
@@ -98,7 +99,7 @@ def evaluate(items: list[dict], qualities: list[int], bounds: list[float]) -> li
                 rows.append({**base, "method": name, "setting": f"=q{q}", "bytes": r.nbytes, **errors(field, r.recon.astype(np.float64))})
             for c in bounds:
                 bound = c * ours["std"]
-                rows.append({**base, "method": "vaeformer+bound", "setting": f"q{q} E={c}sd", "bound": bound, **run_ours(item, net, q, bound)})
+                rows.append({**base, "method": "vaeformer+bound", "setting": f"q{q} E={c}sd", "bound": bound, **run_ours(item, coder, bound)})
                 if q == qualities[0]:
                     r = cb.sz3(field, bound)
                     rows.append({**base, "method": "sz3 (bound)", "setting": f"E={c}sd", "bound": bound, "bytes": r.nbytes, **errors(field, r.recon.astype(np.float64))})
@@ -148,15 +149,18 @@ def per_variable(rows: list[dict], setting_of_ours: str) -> list[dict]:
     return out
 
 
-def throughput(path: Path, quality: int) -> dict:
-    """Encode and decode MB/s (float32 input) and peak RSS of ``codec.encode``/``decode`` on one file, in a subprocess."""
+def throughput(path: Path, quality: int, scheduler: str | None = None) -> dict:
+    """Encode and decode MB/s (float32 input) and peak RSS of ``codec.encode``/``decode`` on one file, in a subprocess.
+
+    ``scheduler``: encode with dask (``"threads"`` or ``"processes"``, 2 workers) instead of field by field.
+    """
     code = f"""
 import json, resource, time, codec
-t = time.perf_counter(); data = codec.encode({str(path)!r}, quality={quality}); t_enc = time.perf_counter() - t
+t = time.perf_counter(); data = codec.encode({str(path)!r}, quality={quality}, scheduler={scheduler!r}, workers=2); t_enc = time.perf_counter() - t
 info = codec.info(data)
 t = time.perf_counter(); ds = codec.decode(data).load(); t_dec = time.perf_counter() - t
 mb = info["float32_bytes"] / 1e6
-print(json.dumps({{"file": {path.name!r}, "float32_mb": mb, "ratio": info["compression_ratio"], "encode_mb_s": mb / t_enc,
+print(json.dumps({{"file": {path.name!r}, "scheduler": {scheduler!r}, "float32_mb": mb, "ratio": info["compression_ratio"], "encode_mb_s": mb / t_enc,
     "decode_mb_s": mb / t_dec, "encode_s": t_enc, "decode_s": t_dec, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -226,7 +230,7 @@ def main() -> None:
     write_table(summary, RESULTS_DIR / "climate_summary.md")
     variables = per_variable(rows, f"q{qualities[len(qualities) // 2]}")
     write_table(variables, RESULTS_DIR / "climate_variables.md")
-    speed = throughput(args.data / args.throughput_file, qualities[len(qualities) // 2])
+    speed = [throughput(args.data / args.throughput_file, qualities[len(qualities) // 2], s) for s in (None, "threads", "processes")]
     plot(summary, RESULTS_DIR / "climate_rd.png")
     (RESULTS_DIR / "climate.json").write_text(json.dumps({"summary": summary, "per_variable": variables, "throughput": speed, "seconds": time.time() - t0}, indent=1))
     print(open(RESULTS_DIR / "climate_summary.md").read())

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import warnings
 from contextlib import contextmanager
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from collections.abc import Iterator
 
@@ -24,6 +24,7 @@ from .climate import GRIB_MAGIC, NETCDF_MAGICS
 from .fileio import existing_file
 from .errors import CorruptStreamError, FormatError, InputError, ModelError
 from .models.mcquic import pad_to_multiple
+from .models.vaeformer_official import MODEL_NAME as CRA5_OFFICIAL
 
 DEFAULT_THREADS = 2
 """Torch threads used for inference.  Fixed (not the caller's setting) so bytes and decodes are
@@ -92,7 +93,9 @@ def encode(
     Climate: a netCDF/GRIB path or an ``xarray.Dataset``; ``max_abs_error`` (a number, or
     ``{"t": 0.1}`` / ``"t=0.1,z=10"`` per variable) guarantees a pointwise error bound; with a dask
     ``scheduler`` (``"threads"``, ``"processes"`` or a ``distributed.Client``) ``workers`` fields are
-    coded at a time in parallel, giving the same bytes as the sequential encoder.
+    coded at a time in parallel, giving the same bytes as the sequential encoder.  With the official
+    CRA5 weights (``weights="cra5_268v_300k.pth"``) the dataset must hold exactly the model's 268 ERA5
+    channels, coded one time step at a time (:mod:`codec.climate.cra5_archive`).
     """
     if is_climate_input(data):
         if bpp is not None or packet_rows is not None:
@@ -116,18 +119,34 @@ def _encode_climate(data, model, quality, weights, max_abs_error, progress, sche
         bounds = errorbound.parse_bounds(max_abs_error)
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    loaded = registry.load(model or registry.default_model("climate"), quality, weights)
+    # a weights file names its own model; without one (and without --model) the default climate model
+    loaded = registry.load(model or (None if weights is not None else registry.default_model("climate")), quality, weights)
     if loaded.spec.kind != "climate":
-        raise InputError(f"model {loaded.spec.name} does not compress climate data")
+        raise InputError(f"model {loaded.spec.name} does not compress climate data (climate models: vaeformer, {CRA5_OFFICIAL})")
+    if loaded.spec.name == CRA5_OFFICIAL:
+        return _encode_cra5(data, loaded, quality, bounds, progress, scheduler)
     bar = _progress_bar if progress else None
     with dataset.open_source(data) as source, _inference():
-        return archive.encode(source, loaded.model, _model_id(loaded), bounds, bar, scheduler, workers, _codec_threads())
+        return archive.encode(source, loaded.model.at_level(loaded.quality), _model_id(loaded), bounds, bar, scheduler, workers, _codec_threads())
 
 
-def _progress_bar(items, total: int):  # noqa: ANN001, ANN202
+def _encode_cra5(data, loaded: registry.LoadedModel, quality, bounds, progress: bool, scheduler) -> bytes:  # noqa: ANN001
+    """The official CRA5 model: all channels of a time step coded together (:mod:`codec.climate.cra5_archive`)."""
+    from .climate import cra5_archive, dataset
+
+    if quality is not None:
+        raise InputError(f"--quality does not apply to {CRA5_OFFICIAL}: the published weights have one rate")
+    if scheduler is not None:
+        raise InputError(f"--dask does not apply to {CRA5_OFFICIAL}: it codes one time step (all channels) at a time")
+    bar = partial(_progress_bar, unit="step") if progress else None
+    with dataset.open_source(data) as source, _inference():
+        return cra5_archive.encode(source, loaded.model, _model_id(loaded), bounds=bounds, progress=bar)
+
+
+def _progress_bar(items, total: int, unit: str = "field"):  # noqa: ANN001, ANN202
     from tqdm import tqdm
 
-    return tqdm(items, total=total, unit="field", desc="encode", leave=False)
+    return tqdm(items, total=total, unit=unit, desc="encode", leave=False)
 
 
 def _model_id(loaded: registry.LoadedModel) -> dict:
@@ -229,10 +248,12 @@ def decode(  # noqa: ANN201 - array or Dataset
 
 def open_climate(c: container.Container, weights: str | os.PathLike | None = None):  # noqa: ANN201
     """The lazily decoded ``xarray.Dataset`` (``DataTree`` for grouped sources) of a climate container."""
-    from .climate import archive
+    from .climate import archive, cra5_archive
 
     loaded = _model_for(c, weights)
-    return archive.CompressedArchive(c, loaded.model, _run).dataset()
+    if loaded.spec.name == CRA5_OFFICIAL:
+        return cra5_archive.Cra5Archive(c, loaded.model, _run).dataset()
+    return archive.CompressedArchive(c, loaded.model.at_level(loaded.quality), _run).dataset()
 
 
 def _decode_image(
@@ -341,17 +362,22 @@ def info(data: bytes) -> dict:
 
 
 def _climate_info(c: container.Container, size: int) -> dict:
-    from .climate import archive
+    from .climate import archive, cra5_archive
 
     described = archive.described_variables(c)
+    grid = archive.grid_variables(described)
+    if c.model.get("name") == CRA5_OFFICIAL:  # all channels of a step coded together: no bytes per variable
+        totals, rows = cra5_archive.summary(c)
+    else:
+        totals, rows = {}, [{"bytes": len(c.stream(f"v{i}"))} for i in range(len(grid))]
     variables, raw = {}, 0
-    for i, (d, var) in enumerate(zip(described, archive.grid_variables(described), strict=True)):
+    for d, var, row in zip(described, grid, rows, strict=True):
         raw += 4 * int(np.prod(var.shape, dtype=np.int64))
         variables[var.name] = {
             "shape": list(var.shape),
             "dims": list(var.dims),
             "group": var.group,
-            "bytes": len(c.stream(f"v{i}")),
+            **row,
             "max_abs_error_bound": d.get("max_abs_error_bound"),
             **d["errors"],
         }
@@ -363,6 +389,7 @@ def _climate_info(c: container.Container, size: int) -> dict:
         "bytes": size,
         "float32_bytes": raw,
         "compression_ratio": raw / size,
+        **totals,
         "variables": variables,
         "format_version": c.version,
     }

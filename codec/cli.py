@@ -186,7 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="quality level 1..N (higher = better, more bits); for vqgan the ladder level (1 = 8 codewords ... 9 = 2048)",
     )
     enc.add_argument("--bpp", type=float, default=None, help="vqgan: the highest level whose file is at most this many bits per pixel")
-    enc.add_argument("--weights", default=None, help="safetensors weights to use instead of the shipped ones")
+    enc.add_argument(
+        "--weights", default=None,
+        help="weights to use instead of the shipped ones: codec safetensors, or an official McQuic .mcquic or CRA5 .pth checkpoint",
+    )
     enc.add_argument(
         "--max-abs-error",
         default=None,

@@ -63,9 +63,9 @@ class Container:
     missing: set[str] = field(default_factory=set)
     """Erasable streams that failed their checksum or lie past the end (see :func:`unpack`); payload ``b""``."""
     spans: dict[str, tuple[int, int]] = field(default_factory=dict)
+    """Where each stream lies in the file it was unpacked from: ``(start, declared length)``."""
     version: int = FORMAT_VERSION
     """Format version of the file it was unpacked from."""
-    """Where each stream lies in the file it was unpacked from: ``(start, declared length)``."""
 
     def stream(self, name: str) -> bytes:
         """The payload of the stream called ``name``."""

@@ -1,10 +1,12 @@
 """Models by name (as timm's registry), their shipped checkpoints, and safe weight loading.
 
 Shipped weights live in ``codec/checkpoints/<name>-q<quality>.safetensors``, or in one
-``<name>.safetensors`` holding every level for models with a bitrate ladder (VQGAN-cluster, whose
-quality is its ladder level).  Each file's metadata names its model and configuration, so a file can
+``<name>.safetensors`` holding every level for models with a bitrate ladder (VQGAN-cluster and
+VAEformer, whose quality is their ladder level).  Each file's metadata names its model and configuration, so a file can
 also be loaded from anywhere with ``weights=``.  Official McQuic checkpoints (``*.mcquic``) load
-with ``weights=`` too, as model ``mcquic-official`` (see :mod:`codec.models.mcquic_official`).
+with ``weights=`` too, as model ``mcquic-official`` (see :mod:`codec.models.mcquic_official`), and so
+do official CRA5 checkpoints (``*.pth``, such as ``cra5_268v_300k.pth``), as model
+``vaeformer-official`` (see :mod:`codec.models.vaeformer_official`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from torch import nn
 
 from .checkpoint import load_weights, read_metadata, weights_hash
 from .errors import ModelError
+from .models import vaeformer_official as cra5
 from .models.mcquic import McQuic, McQuicConfig
 from .models.mcquic_official import MODEL_NAME as MCQUIC_OFFICIAL
 from .models.mcquic_official import McQuicOfficial, OfficialConfig, load_official
@@ -27,6 +30,9 @@ from .models.vaeformer import VAEformer, VAEformerConfig
 from .models.vqgan_cluster import VQGANCluster, VQGANClusterConfig
 
 CHECKPOINTS = Path(__file__).parent / "checkpoints"
+CRA5_GEOMETRY = cra5.FULL
+"""What an official CRA5 ``.pth`` file's tensor shapes cannot tell (input size, strides, heads, windows):
+the published model's.  Tests set a small geometry here."""
 
 
 @dataclass(frozen=True)
@@ -38,8 +44,13 @@ class ModelSpec:
     description: str
     build: Callable[[dict], nn.Module]
     default_quality: int
-    ladder: bool = False  # one file holds all levels; the quality picks one at coding time
+    ladder_key: str | None = None  # ladder models: the config list with one entry per level; the quality picks one
     recovery: str | None = None  # shipped lost-index recovery weights (file in CHECKPOINTS), if any
+
+    @property
+    def ladder(self) -> bool:
+        """One file holds every level (the quality picks one at coding time)."""
+        return self.ladder_key is not None
 
 
 @dataclass(frozen=True)
@@ -82,11 +93,11 @@ def checkpoint_path(name: str, quality: int) -> Path:
     return CHECKPOINTS / f"{name}-q{quality}.safetensors"
 
 
-def ladder_levels(path: str | Path) -> int:
+def ladder_levels(spec: ModelSpec, path: str | Path) -> int:
     """Number of levels in a ladder model's weights file (from its metadata, without loading tensors)."""
     try:
-        return len(json.loads(read_metadata(path).get("config", "{}")).get("sizes", []))
-    except (ValueError, AttributeError):
+        return len(json.loads(read_metadata(path).get("config", "{}")).get(spec.ladder_key, []))
+    except (ValueError, AttributeError, TypeError):
         raise ModelError(f"{path} has no valid ladder configuration") from None
 
 
@@ -95,7 +106,7 @@ def shipped_qualities(name: str) -> list[int]:
     spec = _REGISTRY.get(name)
     if spec is not None and spec.ladder:
         path = checkpoint_path(name, 1)
-        return list(range(1, ladder_levels(path) + 1)) if path.is_file() else []
+        return list(range(1, ladder_levels(spec, path) + 1)) if path.is_file() else []
     return sorted(int(p.stem.rsplit("-q", 1)[1]) for p in CHECKPOINTS.glob(f"{name}-q*.safetensors"))
 
 
@@ -144,18 +155,27 @@ def _check_expected(spec: ModelSpec, expected: str | None, path: str) -> None:
         raise ModelError(f"{path} holds weights of {spec.name!r}, not {expected!r}")
 
 
-def _load_official(path: str, expected: str | None) -> LoadedModel:
-    """An official McQuic ``.mcquic`` checkpoint as model ``mcquic-official``."""
-    spec = get_spec(MCQUIC_OFFICIAL)
+def _load_foreign(path: str, expected: str | None) -> LoadedModel | None:
+    """An official checkpoint in its upstream format, by suffix: McQuic ``.mcquic`` files as ``mcquic-official``,
+    CRA5 ``.pth`` files as ``vaeformer-official`` (geometry :data:`CRA5_GEOMETRY`); None for other files."""
+    loaders = {
+        ".mcquic": (MCQUIC_OFFICIAL, load_official),
+        ".pth": (cra5.MODEL_NAME, lambda p: cra5.load_official(p, CRA5_GEOMETRY)),
+    }
+    name, load = loaders.get(Path(path).suffix.lower(), (None, None))
+    if name is None:
+        return None
+    spec = get_spec(name)
     _check_expected(spec, expected, path)
-    model, _ = load_official(path)
+    model, _ = load(path)
     return LoadedModel(spec, model, None, weights_hash(model.state_dict()), Path(path))
 
 
 @lru_cache(maxsize=8)
 def _load_file(path: str, mtime_ns: int, expected: str | None) -> LoadedModel:
-    if path.lower().endswith(".mcquic"):
-        return _load_official(path, expected)
+    foreign = _load_foreign(path, expected)
+    if foreign is not None:
+        return foreign
     if path.endswith(".ckpt"):
         raise ModelError(
             f"{path} is a PyTorch checkpoint, not codec weights; an official taming VQGAN becomes a codec with "
@@ -207,7 +227,18 @@ register(
         kind="climate",
         description="VAEformer transformer VAE with hyperprior for 2-D climate fields (CRA5)",
         build=lambda cfg: VAEformer(VAEformerConfig.from_dict(cfg)),
-        default_quality=2,
+        default_quality=3,
+        ladder_key="rates",
+    )
+)
+
+register(
+    ModelSpec(
+        name=cra5.MODEL_NAME,
+        kind="climate",
+        description="official CRA5 VAEformer (268 ERA5 channels on 721 x 1440): load cra5_268v_300k.pth with --weights",
+        build=lambda cfg: cra5.VAEformerOfficial(cra5.OfficialConfig.from_dict(cfg)),
+        default_quality=1,
     )
 )
 
@@ -218,7 +249,7 @@ register(
         description="VQGAN-cluster: extreme compression (<0.05 bpp), K-means codebook ladder, learned index prior",
         build=lambda cfg: VQGANCluster(VQGANClusterConfig.from_dict(cfg)),
         default_quality=5,
-        ladder=True,
+        ladder_key="sizes",
         recovery="vqgan-recovery.safetensors",
     )
 )

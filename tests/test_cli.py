@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from codec.cli import main
+from tests.helpers import assert_one_line_error
 
 
 def run(capsys, *args):
@@ -24,12 +25,6 @@ def png(tmp_path, photo):
     path = tmp_path / "in.png"
     Image.fromarray(photo).save(path)
     return path
-
-
-def assert_one_line_error(code, err, pattern):
-    assert code == 1
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("codec: error:") and pattern in lines[0], err
 
 
 def test_encode_decode_info_round_trip(capsys, png, tmp_path, tiny_weights):

@@ -8,11 +8,13 @@ import numpy as np
 import pytest
 import torch
 import xarray as xr
+from safetensors.torch import save_file
 
 import codec
 from codec import registry
 from codec.checkpoint import save_weights
 from codec.cli import main
+from codec.errors import ModelError
 from codec.models.vaeformer import TINY, VAEformer
 
 
@@ -167,6 +169,25 @@ def test_damaged_climate_file(capsys, era5, tmp_path, vf_weights):
 
 def test_registry_lists_vaeformer():
     assert "vaeformer" in {m["name"] for m in registry.list_models()}
+
+
+def test_weights_without_a_rate_ladder_are_refused(capsys, era5, tmp_path):
+    """Weights from before the rate ladder (one file per quantization step) give a one-line error."""
+    net = VAEformer(TINY)
+    state = {k: v for k, v in net.state_dict().items() if k not in ("log_steps", "level_embed_enc", "level_embed_dec", "steps")}
+    config = {k: v for k, v in TINY.to_dict().items() if k != "rates"} | {"quant_step": 1.0}
+    old = tmp_path / "old.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, old, {"model": "vaeformer", "config": json.dumps(config)})
+    code, _, err = run(capsys, "encode", era5, "-o", tmp_path / "x.cra", "--weights", old)
+    assert code == 1 and "do not fit vaeformer" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x.cra").exists()
+
+
+def test_quality_picks_a_level_of_one_weights_file(era5, vf_weights):
+    sizes = [len(codec.encode(era5, weights=vf_weights, quality=q)) for q in (1, 5)]
+    assert sizes[0] < sizes[1]
+    with pytest.raises(ModelError, match="levels 1..5, not 6"):
+        codec.encode(era5, weights=vf_weights, quality=6)
 
 
 def test_xarray_backend_entrypoint(era5, vf_weights, tmp_path):

@@ -56,7 +56,7 @@ def test_tiny_training_exports_weights_that_code_files(climate_dir, tmp_path, ca
     code = main(["train", "vaeformer", "--preset", "tiny", "--data", str(climate_dir), "--out", str(out), "--no-progress", "--threads", "1"])
     assert code == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert {"ratio", "nrmse"} <= set(result["validation"])
+    assert {f"{k}_q{q}" for k in ("ratio", "nrmse") for q in range(1, 6)} == set(result["validation"])
     assert list((tmp_path / "cache" / "codec").glob("fields-*.npz"))  # folder packed once, cached
     weights = out / "model.safetensors"
     assert read_metadata(weights)["model"] == "vaeformer"
@@ -64,6 +64,10 @@ def test_tiny_training_exports_weights_that_code_files(climate_dir, tmp_path, ca
     back = codec.decode(data, weights=weights).load()
     orig = xr.open_dataset(climate_dir / "winds.nc")
     assert float(np.abs(back.u.values - orig.u.values).max()) <= 0.5
+    # one weights file, every quality: the finest level spends more bytes than the coarsest
+    finest, coarsest = (codec.encode(climate_dir / "winds.nc", weights=weights, quality=q) for q in (5, 1))
+    assert len(finest) > len(coarsest)
+    assert codec.info(finest)["quality"] == 5
 
 
 def test_no_climate_files(tmp_path, capsys):
@@ -76,4 +80,4 @@ def test_no_climate_files(tmp_path, capsys):
 def test_quality_is_not_a_training_option(climate_dir, tmp_path, capsys):
     code = main(["train", "vaeformer", "--preset", "tiny", "--quality", "2", "--data", str(climate_dir), "--out", str(tmp_path / "run"), "--no-progress"])
     err = capsys.readouterr().err
-    assert code == 1 and "export_vaeformer" in err and len(err.strip().splitlines()) == 1
+    assert code == 1 and "rates" in err and len(err.strip().splitlines()) == 1

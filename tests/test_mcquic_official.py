@@ -35,6 +35,7 @@ from codec.models.mcquic_official import (
     parameter_count,
     to_pixels,
 )
+from tests.helpers import EXECUTED, Payload, assert_one_line_error
 
 # ------------------------------------------------------------------------------------------------
 # The r0.1.17 key layout, enumerated from mcquic/modules/compressor.py, quantizer.py, nn/blocks.py
@@ -147,11 +148,7 @@ def run(capsys, *args):
     return code, out, err
 
 
-def assert_one_line_error(code, err, pattern):
-    assert code == 1
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("codec: error:") and pattern in lines[0], err
-    assert "Traceback" not in err
+
 
 
 # ------------------------------------------------------------------------------------------------
@@ -223,21 +220,6 @@ def one_line_error(path, match: str) -> None:
     assert "\n" not in str(info.value)
 
 
-UNPICKLED: list[int] = []
-
-
-def _mark() -> object:
-    UNPICKLED.append(1)
-    return None
-
-
-class Payload:
-    """Pickles as a call to :func:`_mark`: must never be unpickled by the loader."""
-
-    def __reduce__(self):
-        return (_mark, ())
-
-
 def test_foreign_corrupt_and_truncated_files(tmp_path, ckpt, model):
     one_line_error(tmp_path / "missing.mcquic", "not found")
     (tmp_path / "text.mcquic").write_text("not a checkpoint\n")
@@ -250,7 +232,7 @@ def test_foreign_corrupt_and_truncated_files(tmp_path, ckpt, model):
     one_line_error(tmp_path / "other.mcquic", "lacks '_encoder.0.weight'")
     torch.save(official_file(official_state_dict(model), config=Payload()), tmp_path / "evil.mcquic")
     one_line_error(tmp_path / "evil.mcquic", "safe loading refuses")
-    assert not UNPICKLED
+    assert not EXECUTED
 
 
 def edited(tmp_path, model, name: str, edit, **kwargs) -> object:

@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from codec.climate import errorbound, fieldcodec
 from codec.errors import CorruptStreamError
-from codec.models.vaeformer import CRA5, TINY, VAEformer, VAEformerConfig
+from codec.models.vaeformer import CRA5, TINY, LevelCoder, VAEformer, VAEformerConfig
 
 
 @pytest.fixture(scope="module")
-def tiny() -> VAEformer:
+def tiny_net() -> VAEformer:
     torch.manual_seed(0)
     net = VAEformer(TINY).eval()
     net.update()
     return net
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_net) -> LevelCoder:
+    return tiny_net.at_level(3)
 
 
 def smooth_field(shape=(37, 72), seed=0, nan_block=True) -> np.ndarray:
@@ -31,12 +38,55 @@ def smooth_field(shape=(37, 72), seed=0, nan_block=True) -> np.ndarray:
 def test_forward_any_size_and_backward():
     net = VAEformer(TINY)
     x = torch.randn(2, 2, 23, 41)
-    out = net(x)
+    out = net(x, level=2)
     assert out["x_hat"].shape == (2, 1, 23, 41)
     assert set(out["likelihoods"]) == {"y", "z"}
     loss = out["x_hat"].pow(2).mean() + sum(lk.log().sum() for lk in out["likelihoods"].values()) + out["kl"]
     loss.backward()
     assert all(p.grad is not None for p in net.embed.parameters())
+    # only the trained level's step and embeddings learn from this batch
+    assert net.log_steps.grad[1].abs().sum() > 0 and net.log_steps.grad[[0, 2, 3, 4]].abs().sum() == 0
+    assert net.level_embed_dec.grad[1].abs().sum() > 0 and net.level_embed_dec.grad[0].abs().sum() == 0
+
+
+def test_levels_trade_bytes_for_error(tiny_net):
+    """Coarser levels quantize with larger steps: fewer bytes; every level decodes what it encoded."""
+    field = smooth_field(seed=2, nan_block=False)
+    spec = fieldcodec.FieldSpec(field.shape, np.dtype("float32"))
+    sizes = []
+    with torch.inference_mode():
+        for level in range(1, tiny_net.levels + 1):
+            record, recon = fieldcodec.encode(tiny_net.at_level(level), field, spec)
+            np.testing.assert_array_equal(fieldcodec.decode(tiny_net.at_level(level), record, spec, np.ones(field.shape, bool)), recon)
+            sizes.append(len(record))
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
+
+
+def test_update_freezes_the_steps_used_for_bytes():
+    torch.manual_seed(0)
+    net = VAEformer(TINY).eval()
+    net.update()
+    field = smooth_field(seed=4, nan_block=False)
+    spec = fieldcodec.FieldSpec(field.shape, np.dtype("float32"))
+    with torch.inference_mode():
+        before = fieldcodec.encode(net.at_level(4), field, spec)[0]
+        net.log_steps.add_(1.0)  # training moves the steps ...
+        assert fieldcodec.encode(net.at_level(4), field, spec)[0] == before  # ... bytes follow only after update()
+        net.update()
+        assert fieldcodec.encode(net.at_level(4), field, spec)[0] != before
+    torch.testing.assert_close(net.steps, net.log_steps.double().exp())
+
+
+@pytest.mark.parametrize("level", [0, 6, -1])
+def test_level_out_of_range(tiny_net, level):
+    with pytest.raises(ValueError, match="level must be in 1..5"):
+        tiny_net.at_level(level)
+
+
+@pytest.mark.parametrize("rates", [(), (1.0, 0.0), (2.0, -1.0)])
+def test_rates_must_be_positive(rates):
+    with pytest.raises(ValueError, match="rates"):
+        VAEformer(dataclasses.replace(TINY, rates=rates))
 
 
 def test_longitude_is_periodic():
@@ -45,8 +95,8 @@ def test_longitude_is_periodic():
     net = VAEformer(VAEformerConfig(dim=16, depth=1, heads=2, windows=((4, 4),), global_every=0, latent_channels=4, hyper_channels=4, hyper_latent_channels=4)).eval()
     x = torch.randn(1, 2, 16, 64)
     with torch.no_grad():
-        a, _ = net.encode(x)
-        b, _ = net.encode(torch.roll(x, 16, dims=-1))
+        a, _ = net.encode(x, 1)
+        b, _ = net.encode(torch.roll(x, 16, dims=-1), 1)
     torch.testing.assert_close(torch.roll(a, 4, dims=-1), b, atol=1e-5, rtol=1e-5)
 
 

@@ -24,6 +24,7 @@ from codec.models.vqgan import (
     PatchDiscriminator,
     VQGANConfig,
 )
+from tests.helpers import EXECUTED, Payload
 
 SMALL_DISC = DiscriminatorConfig(ndf=8, n_layers=2)
 
@@ -279,19 +280,6 @@ def test_loader_accepts_lightning_bookkeeping(tiny, tmp_path, monkeypatch):
     config, vq, disc = load_taming_checkpoint(path)
     assert config == TINY and disc is None
     assert torch.equal(vq["decoder.conv_out.weight"], tiny.decoder.conv_out.weight)
-
-
-EXECUTED: list[str] = []
-
-
-def _record(tag: str) -> str:
-    EXECUTED.append(tag)
-    return tag
-
-
-class Payload:
-    def __reduce__(self):
-        return (_record, ("pwned",))
 
 
 def test_loader_refuses_arbitrary_pickled_objects(tiny, tmp_path):

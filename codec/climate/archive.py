@@ -15,14 +15,17 @@ arrays with one chunk per field, decoded on access.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import json
 import math
+import multiprocessing
 import struct
 import threading
 import zlib
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +34,7 @@ import xarray as xr
 
 from .. import container
 from ..errors import CorruptStreamError, FormatError, InputError
-from ..models.vaeformer import VAEformer
+from ..models.vaeformer import LevelCoder
 from . import dataset, errorbound, fieldcodec
 
 _U32 = struct.Struct("<I")
@@ -58,11 +61,16 @@ class _Masks:
         return self.ids[key]
 
     def stream(self) -> bytes:
-        return b"".join(_U32.pack(len(b)) + b for b in self.blobs)
+        return join_blobs(self.blobs)
+
+
+def join_blobs(blobs: list[bytes]) -> bytes:
+    """``blobs`` as one stream, each prefixed by its ``u4`` length (:func:`split_blobs` reads it back)."""
+    return b"".join(_U32.pack(len(b)) + b for b in blobs)
 
 
 @dataclass
-class _ErrorStats:
+class ErrorStats:
     """Running error statistics of one variable (over valid points)."""
 
     sq: float = 0.0
@@ -72,6 +80,7 @@ class _ErrorStats:
     span_hi: float = -np.inf
 
     def add(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Count the errors of reconstruction ``y`` of field ``x`` (NaN in ``x`` = missing point)."""
         valid = ~np.isnan(x)
         if valid.any():
             d = x[valid] - y[valid]
@@ -81,16 +90,18 @@ class _ErrorStats:
             self.span_lo, self.span_hi = min(self.span_lo, float(x[valid].min())), max(self.span_hi, float(x[valid].max()))
 
     def to_json(self) -> dict:
+        """RMSE, maximum absolute error, RMSE over the value span, and the number of valid points."""
         rmse = (self.sq / self.count) ** 0.5 if self.count else 0.0
         span = self.span_hi - self.span_lo if self.count else 0.0
         return {"rmse": rmse, "max_abs_error": self.max_abs, "nrmse": rmse / span if span > 0 else 0.0, "valid_points": self.count}
 
 
-def _spec(var: dataset.GridVariable, bound: float | None) -> fieldcodec.FieldSpec:
+def field_spec(var: dataset.GridVariable, bound: float | None) -> fieldcodec.FieldSpec:
+    """What coding one field of ``var`` needs besides its values: shape, dtype, error bound and integer packing."""
     return fieldcodec.FieldSpec(var.field_shape, np.dtype(var.dtype), bound, var.packing(), var.integer_range())
 
 
-def _encode_field(net: VAEformer, field: np.ndarray, spec: fieldcodec.FieldSpec, threads: int) -> tuple[bytes, np.ndarray]:
+def _encode_field(net: LevelCoder, field: np.ndarray, spec: fieldcodec.FieldSpec, threads: int) -> tuple[bytes, np.ndarray]:
     """:func:`fieldcodec.encode` with the codec's torch thread count, in whatever thread or process runs it."""
     import torch
 
@@ -101,7 +112,7 @@ def _encode_field(net: VAEformer, field: np.ndarray, spec: fieldcodec.FieldSpec,
 
 def _encoded(
     items: Iterator[tuple[int, dataset.GridVariable, np.ndarray, fieldcodec.FieldSpec]],
-    net: VAEformer,
+    net: LevelCoder,
     scheduler: Any,
     workers: int,
     threads: int,
@@ -121,19 +132,22 @@ def _encoded(
     shared = dask.delayed(net, traverse=False)  # one copy of the network per graph
     window: list = []
     kwargs = {"scheduler": scheduler, "num_workers": workers} if isinstance(scheduler, str) else {"scheduler": scheduler}
-    for item in itertools.chain(items, [None]):
-        if item is not None:
-            window.append(item)
-        if window and (item is None or len(window) == 2 * workers):
-            tasks = [dask.delayed(_encode_field)(shared, field, spec, threads) for _, _, field, spec in window]
-            for (i, _, field, _), (record, recon) in zip(window, dask.compute(*tasks, **kwargs), strict=True):
-                yield i, field, record, recon
-            window = []
+    with contextlib.ExitStack() as stack:
+        if scheduler == "processes":  # one pool for the whole file: dask would start (and import torch in) new ones per window
+            kwargs["pool"] = stack.enter_context(ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")))
+        for item in itertools.chain(items, [None]):
+            if item is not None:
+                window.append(item)
+            if window and (item is None or len(window) == 2 * workers):
+                tasks = [dask.delayed(_encode_field)(shared, field, spec, threads) for _, _, field, spec in window]
+                for (i, _, field, _), (record, recon) in zip(window, dask.compute(*tasks, **kwargs), strict=True):
+                    yield i, field, record, recon
+                window = []
 
 
 def encode(
     source: dataset.ClimateSource,
-    net: VAEformer,
+    net: LevelCoder,
     model_id: dict,
     bounds: dict[str, float] | float | None = None,
     progress: Callable[[Iterator, int], Iterator] | None = None,
@@ -146,15 +160,10 @@ def encode(
     ``scheduler`` (a dask scheduler name or ``distributed.Client``) codes ``workers`` fields at a time
     in parallel; each field runs on ``threads`` torch threads, so the bytes do not depend on it.
     """
-    if isinstance(bounds, dict):
-        names = {v.name for v in source.variables} | {v.name.rsplit("/", 1)[-1] for v in source.variables}
-        unknown = set(bounds) - names
-        if unknown:
-            known = ", ".join(sorted(v.name for v in source.variables))
-            raise InputError(f"--max-abs-error names unknown variables: {', '.join(sorted(unknown))} (variables: {known})")
+    check_bound_names(bounds, source.variables)
     masks, streams, described = _Masks(), [], []
     total = sum(v.n_fields for v in source.variables)
-    specs = [_spec(var, errorbound.bound_for(bounds, var.name)) for var in source.variables]
+    specs = [field_spec(var, errorbound.bound_for(bounds, var.name)) for var in source.variables]
 
     def fields() -> Iterator[tuple[int, dataset.GridVariable, np.ndarray, fieldcodec.FieldSpec]]:
         for i, var in enumerate(source.variables):
@@ -164,7 +173,7 @@ def encode(
                 yield i, var, field, specs[i]
 
     chunks: list[list[bytes]] = [[] for _ in source.variables]
-    stats = [_ErrorStats() for _ in source.variables]
+    stats = [ErrorStats() for _ in source.variables]
     coded = _encoded(fields(), net, scheduler, max(1, workers), threads)
     for i, field, record, recon in progress(coded, total) if progress else coded:
         stats[i].add(field, recon)
@@ -174,12 +183,27 @@ def encode(
         described.append({"variable": var.to_json(), "max_abs_error_bound": errorbound.bound_for(bounds, var.name), "errors": stats[i].to_json()})
     head = [
         ("skeleton", source.skeleton()),
-        ("variables", zlib.compress(json.dumps(described, separators=(",", ":")).encode(), 9)),
+        ("variables", variables_stream(described)),
         ("masks", masks.stream()),
     ]
     return container.pack(
         container.Container(kind="climate", model=model_id, shape=[max(total, 1)], dtype="float32", streams=head + streams, meta={"variables": len(described)})
     )
+
+
+def check_bound_names(bounds: dict[str, float] | float | None, variables: list[dataset.GridVariable]) -> None:
+    """One-line :class:`InputError` when per-variable ``bounds`` name a variable that is not among ``variables``."""
+    if isinstance(bounds, dict):
+        names = {v.name for v in variables} | {v.name.rsplit("/", 1)[-1] for v in variables}
+        unknown = set(bounds) - names
+        if unknown:
+            known = ", ".join(sorted(v.name for v in variables))
+            raise InputError(f"--max-abs-error names unknown variables: {', '.join(sorted(unknown))} (variables: {known})")
+
+
+def variables_stream(described: list[dict]) -> bytes:
+    """The ``variables`` stream: deflated JSON of one ``{"variable", "max_abs_error_bound", "errors"}`` per grid variable."""
+    return zlib.compress(json.dumps(described, separators=(",", ":")).encode(), 9)
 
 
 def described_variables(c: container.Container) -> list[dict]:
@@ -214,15 +238,16 @@ def grid_variables(described: list[dict]) -> list[dataset.GridVariable]:
     return variables
 
 
-def _split_masks(data: bytes) -> list[bytes]:
+def split_blobs(data: bytes, what: str = "mask table") -> list[bytes]:
+    """Inverse of :func:`join_blobs`; :class:`CorruptStreamError` naming ``what`` when the stream is cut."""
     blobs, pos = [], 0
     while pos < len(data):
         if pos + _U32.size > len(data):
-            raise CorruptStreamError("mask table truncated")
+            raise CorruptStreamError(f"{what} truncated")
         (n,) = _U32.unpack_from(data, pos)
         pos += _U32.size
         if pos + n > len(data):
-            raise CorruptStreamError("mask table truncated")
+            raise CorruptStreamError(f"{what} truncated")
         blobs.append(data[pos : pos + n])
         pos += n
     return blobs
@@ -245,26 +270,34 @@ def _index_records(data: bytes, n_fields: int) -> list[tuple[int, int, int]]:
     return out
 
 
+class DecodeLock:
+    """A lock that pickles as a new one, so archives that hold it travel to dask worker processes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> bool:
+        return self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+    def __reduce__(self) -> tuple:
+        return (DecodeLock, ())
+
+
 class CompressedArchive:
     """Random access to the fields of a climate container (decoding guarded by one lock)."""
 
-    def __init__(self, c: container.Container, net: VAEformer, run: Callable[[Callable[[], np.ndarray]], np.ndarray]) -> None:
+    def __init__(self, c: container.Container, net: LevelCoder, run: Callable[[Callable[[], np.ndarray]], np.ndarray]) -> None:
         self.container, self.net, self._run = c, net, run
         described = described_variables(c)
         self.variables = grid_variables(described)
         self.bounds = [d.get("max_abs_error_bound") for d in described]
-        self.masks = _split_masks(c.stream("masks"))
+        self.masks = split_blobs(c.stream("masks"))
         self.records = [_index_records(c.stream(f"v{i}"), v.n_fields) for i, v in enumerate(self.variables)]
         self._position = {v.name: i for i, v in enumerate(self.variables)}
-        self._lock = threading.Lock()
-
-    def __getstate__(self) -> dict:
-        """Picklable (for dask's process and distributed schedulers): the lock is recreated."""
-        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
+        self._lock = DecodeLock()
 
     def _valid(self, mask_id: int, shape: tuple[int, int]) -> np.ndarray:
         if mask_id == 0:
@@ -285,7 +318,7 @@ class CompressedArchive:
         i = self._position[var.name]
         mask_id, start, end = self.records[i][index]
         record = self.container.stream(f"v{i}")[start:end]
-        spec = _spec(var, self.bounds[i])
+        spec = field_spec(var, self.bounds[i])
         valid = self._valid(mask_id, spec.shape)
         with self._lock:
             out = self._run(lambda: fieldcodec.decode(self.net, record, spec, valid))

@@ -270,6 +270,10 @@ class ClimateSource:
         for index in np.ndindex(*var.shape[:-2]):
             yield self._read(var, data, index)
 
+    def block(self, var: GridVariable, index: tuple[int, ...]) -> np.ndarray:
+        """Decoded float64 values of ``var`` at ``index``, integers for its first dims (the rest whole), NaN where missing."""
+        return self._read(var, self._variable(var), index)
+
     def _read(self, var: GridVariable, data: xr.Variable, index: tuple[int, ...]) -> np.ndarray:
         try:
             return np.asarray(data[index].values, dtype=np.float64)
@@ -278,8 +282,20 @@ class ClimateSource:
 
     def latitudes(self, var: GridVariable) -> np.ndarray:
         """1-D latitude values (degrees) of ``var``'s latitude dim."""
+        return self._axis_values(var, -2, "lat")
+
+    def longitudes(self, var: GridVariable) -> np.ndarray:
+        """1-D longitude values (degrees) of ``var``'s longitude dim."""
+        return self._axis_values(var, -1, "lon")
+
+    def _axis_values(self, var: GridVariable, position: int, kind: str) -> np.ndarray:
         ds = self._groups[var.group]
-        return np.asarray(ds.variables[_axis_coord(ds, var.dims[-2], "lat")].values, dtype=np.float64)
+        return np.asarray(ds.variables[_axis_coord(ds, var.dims[position], kind)].values, dtype=np.float64)
+
+    def dim_coordinate(self, var: GridVariable, dim: str) -> xr.Variable | None:
+        """The 1-D coordinate variable named like ``var``'s dimension ``dim`` (levels, times), if there is one."""
+        coord = self._groups[var.group].variables.get(dim)
+        return coord if coord is not None and coord.dims == (dim,) else None
 
     def skeleton(self) -> bytes:
         """Everything except grid-variable data, as zlib-compressed netCDF-4 bytes (see module doc)."""
@@ -469,16 +485,26 @@ def _unique(names: list[str]) -> list[str]:
 # ----------------------------------------------------------------------------- rebuilding
 
 
-def rebuild(skeleton: bytes, variables: list[GridVariable], load_field: Callable[[GridVariable, int], np.ndarray]) -> xr.Dataset | xr.DataTree:
+SharedInput = Callable[[GridVariable, int], tuple[tuple[str, int], Callable[[], object]]]
+"""``(var, i) -> (key, compute)``: the dask key of an input that several fields need (a decoded time step) and
+the function computing it; dask computes each key once per computation and frees it after its last use."""
+
+
+def rebuild(
+    skeleton: bytes, variables: list[GridVariable], load_field: Callable[..., np.ndarray], shared: SharedInput | None = None
+) -> xr.Dataset | xr.DataTree:
     """Lazy dataset: each grid variable is a dask array whose chunk i (one 2-D field, the i-th in C order of its
     leading dims) is ``load_field(var, i)`` (float64 2-D with NaN where missing); coords, attrs, other variables
     and encodings restored from the skeleton / ``GridVariable.encoding``, so that :func:`write_netcdf`
-    reproduces the source's CF encoding.  Sources with groups (GRIB) give an ``xarray.DataTree``."""
+    reproduces the source's CF encoding.  Sources with groups (GRIB) give an ``xarray.DataTree``.
+
+    With ``shared``, chunk i is ``load_field(var, i, value)``, ``value`` the shared input ``shared(var, i)`` names.
+    """
     groups = _read_skeleton(skeleton)
     for var in variables:
         if var.group not in groups or _short_name(var) not in groups[var.group].variables:
             raise FormatError(f"skeleton has no place for grid variable {var.name}")
-        groups[var.group] = _with_grid_variable(groups[var.group], var, load_field)
+        groups[var.group] = _with_grid_variable(groups[var.group], var, load_field, shared)
     groups = {g: _pinned(ds) for g, ds in groups.items()}
     if set(groups) == {None}:
         return groups[None]
@@ -498,12 +524,12 @@ def _read_skeleton(skeleton: bytes) -> Groups:
         _close(opened)
 
 
-def _with_grid_variable(ds: xr.Dataset, var: GridVariable, load_field: Callable[[GridVariable, int], np.ndarray]) -> xr.Dataset:
+def _with_grid_variable(ds: xr.Dataset, var: GridVariable, load_field: Callable[..., np.ndarray], shared: SharedInput | None) -> xr.Dataset:
     short = _short_name(var)
     stand_in = ds.variables[short]
     encoding = {k: _from_json_value(k, var.encoding[k]) for k in _LAYOUT_KEYS if k in var.encoding}
     encoding.update({k: stand_in.encoding[k] for k in _CF_KEYS if k in stand_in.encoding})
-    full = xr.Variable(var.dims, _lazy_fields(var, load_field), dict(stand_in.attrs), encoding)
+    full = xr.Variable(var.dims, _lazy_fields(var, load_field, shared), dict(stand_in.attrs), encoding)
     try:
         return ds.assign({short: full})
     except ValueError as exc:
@@ -514,22 +540,29 @@ def _from_json_value(key: str, value: object) -> object:
     return tuple(value) if key == "chunksizes" and isinstance(value, list) else value
 
 
-def _lazy_fields(var: GridVariable, load_field: Callable[[GridVariable, int], np.ndarray]) -> da.Array | np.ndarray:
+def _lazy_fields(var: GridVariable, load_field: Callable[..., np.ndarray], shared: SharedInput | None = None) -> da.Array | np.ndarray:
     dtype = np.dtype(var.dtype)
     lead = var.shape[:-2]
     if var.n_fields == 0:
         return np.empty(var.shape, dtype)
     name = f"field-{uuid.uuid4().hex}"
     load = partial(_load_chunk, load_field, var, dtype)
-    graph = {(name, *index, 0, 0): (load, index) for index in np.ndindex(*lead)}
+    graph: dict = {}
+    for i, index in enumerate(np.ndindex(*lead)):
+        if shared is None:
+            graph[(name, *index, 0, 0)] = (load, index)
+        else:
+            key, compute = shared(var, i)
+            graph[key] = (compute,)
+            graph[(name, *index, 0, 0)] = (load, index, key)
     chunks = tuple((1,) * n for n in lead) + tuple((n,) for n in var.field_shape)
     return da.Array(graph, name, chunks, dtype=dtype)
 
 
-def _load_chunk(load_field: Callable[[GridVariable, int], np.ndarray], var: GridVariable, dtype: np.dtype, index: tuple[int, ...]) -> np.ndarray:
+def _load_chunk(load_field: Callable[..., np.ndarray], var: GridVariable, dtype: np.dtype, index: tuple[int, ...], *inputs: object) -> np.ndarray:
     lead = var.shape[:-2]
     i = int(np.ravel_multi_index(index, lead)) if lead else 0
-    values = np.asarray(load_field(var, i))
+    values = np.asarray(load_field(var, i, *inputs))
     if values.shape != var.field_shape:
         raise FormatError(f"field {i} of {var.name} has shape {values.shape}, expected {var.field_shape}")
     return _cast(values, dtype).reshape((1,) * len(lead) + var.field_shape)

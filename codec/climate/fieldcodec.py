@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import CorruptStreamError
-from ..models.vaeformer import VAEformer
+from ..models.vaeformer import LevelCoder
 from . import errorbound
 
 _HEAD = struct.Struct("<ddIII")
@@ -61,7 +61,7 @@ def _denormalize(net_out: torch.Tensor, mean: float, std: float) -> np.ndarray:
     return net_out[0, 0].double().numpy() * std + mean
 
 
-def encode(net: VAEformer, field: np.ndarray, spec: FieldSpec) -> tuple[bytes, np.ndarray]:
+def encode(net: LevelCoder, field: np.ndarray, spec: FieldSpec) -> tuple[bytes, np.ndarray]:
     """Record bytes of ``field`` (float64, NaN = missing) and the reconstruction a decoder will produce."""
     mean, std = field_stats(field)
     if np.isnan(mean):
@@ -74,12 +74,12 @@ def encode(net: VAEformer, field: np.ndarray, spec: FieldSpec) -> tuple[bytes, n
     return _HEAD.pack(mean, std, len(z), len(y), len(r)) + z + y + r, recon
 
 
-def _reconstruct(net: VAEformer, z: bytes, y: bytes, mean: float, std: float, valid: np.ndarray) -> np.ndarray:
+def _reconstruct(net: LevelCoder, z: bytes, y: bytes, mean: float, std: float, valid: np.ndarray) -> np.ndarray:
     out = _denormalize(net.decompress(z, y, valid.shape), mean, std)
     return np.where(valid, out, np.nan)
 
 
-def decode(net: VAEformer, record: bytes, spec: FieldSpec, valid: np.ndarray) -> np.ndarray:
+def decode(net: LevelCoder, record: bytes, spec: FieldSpec, valid: np.ndarray) -> np.ndarray:
     """Inverse of :func:`encode` given the field's validity mask."""
     if len(record) < _HEAD.size:
         raise CorruptStreamError("field record truncated")

@@ -9,6 +9,11 @@ mean and log-variance of a diagonal Gaussian latent ("variance inference"); the 
 coded.  A mean-scale hyperprior models the latent; the decoder mirrors the encoder and un-patches
 with a pixel shuffle.  Every convolution pads longitude periodically and latitude by replication.
 
+One network serves every rate: a ladder of levels (the qualities, coarsest first), each with its own
+learned per-channel quantization step of the latent and an embedding added to the encoder's and the
+decoder's tokens, trained together with a rate-distortion trade-off per level (gain units, Cui et
+al., CVPR 2021).
+
 Split as in CompressAI: :meth:`VAEformer.forward` returns the reconstruction and likelihoods for
 training (CompressAI's ``EntropyBottleneck`` / ``GaussianConditional``); :meth:`VAEformer.compress`
 and :meth:`VAEformer.decompress` produce bytes through :mod:`codec.entropy` with integer tables that
@@ -18,7 +23,7 @@ and :meth:`VAEformer.decompress` produce bytes through :mod:`codec.entropy` with
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -49,13 +54,14 @@ class VAEformerConfig:
     latent_channels: int = 48
     hyper_channels: int = 64
     hyper_latent_channels: int = 32
-    quant_step: float = 1.0  # latent quantization step at coding time: > 1 fewer bits, < 1 more (the quality knob)
+    rates: tuple[float, ...] = (8.0, 4.0, 2.0, 1.0, 0.5)  # initial latent quantization step of each level, coarsest first
 
     def to_dict(self) -> dict:
         """JSON-serializable form (stored in checkpoints)."""
         d = asdict(self)
         d["patch_kernel"] = list(self.patch_kernel)
         d["windows"] = [list(w) for w in self.windows]
+        d["rates"] = list(self.rates)
         return d
 
     @classmethod
@@ -66,6 +72,8 @@ class VAEformerConfig:
             d["patch_kernel"] = tuple(int(k) for k in d["patch_kernel"])
         if "windows" in d:
             d["windows"] = tuple(tuple(int(k) for k in w) for w in d["windows"])
+        if "rates" in d:
+            d["rates"] = tuple(float(r) for r in d["rates"])
         return cls(**d)
 
 
@@ -108,7 +116,7 @@ class PeriodicConv(nn.Conv2d):
     def __init__(self, cin: int, cout: int, kernel: int = 3, stride: int = 1, groups: int = 1) -> None:
         super().__init__(cin, cout, kernel, stride=stride, groups=groups)
 
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
+    def forward(self, x: Tensor) -> Tensor:
         k = self.kernel_size[0]
         p = k // 2
         return super().forward(pad_periodic(x, p, p, p, p))
@@ -224,8 +232,32 @@ class VAEformer(nn.Module):
         self.gaussian_conditional = GaussianConditional(None)
         self.register_buffer("z_table", torch.ones(cfg.hyper_latent_channels, 2 * Z_RADIUS + 1, dtype=torch.int32))
         self.register_buffer("z_offset", torch.zeros(cfg.hyper_latent_channels, dtype=torch.int32))
-        # A buffer, not only config: it is part of the weights hash, so files of different rates never mix.
-        self.register_buffer("quant_step", torch.tensor(float(cfg.quant_step), dtype=torch.float64))
+        if not cfg.rates or min(cfg.rates) <= 0:
+            raise ValueError(f"rates must be positive quantization steps, got {cfg.rates}")
+        # The rate ladder (gain units, Cui et al. 2021): each level quantizes every latent channel with a
+        # learned step and tells the encoder and decoder which level they work at (zero-initialized
+        # embeddings, so a new level starts as the plain network at its initial step).
+        levels = len(cfg.rates)
+        self.log_steps = nn.Parameter(torch.tensor(cfg.rates).log()[:, None].repeat(1, cfg.latent_channels))
+        self.level_embed_enc = nn.Parameter(torch.zeros(levels, cfg.dim))
+        self.level_embed_dec = nn.Parameter(torch.zeros(levels, cfg.dim))
+        # The steps used for bytes, frozen by update() in float64 so that encoder and decoder agree exactly.
+        self.register_buffer("steps", torch.tensor(cfg.rates, dtype=torch.float64)[:, None].repeat(1, cfg.latent_channels))
+
+    @property
+    def levels(self) -> int:
+        """Number of rate levels (qualities 1..levels, coarsest first)."""
+        return len(self.config.rates)
+
+    def _level_index(self, level: int) -> int:
+        if not 1 <= level <= self.levels:
+            raise ValueError(f"level must be in 1..{self.levels}, got {level}")
+        return level - 1
+
+    def at_level(self, level: int) -> LevelCoder:
+        """The byte coder of one rate level (what the climate file format calls a quality)."""
+        self._level_index(level)
+        return LevelCoder(self, level)
 
     @property
     def out_channels(self) -> int:
@@ -239,21 +271,21 @@ class VAEformer(nn.Module):
 
     # -- networks ---------------------------------------------------------------------------
 
-    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Field [B, C, H, W] -> latent mean and log-variance [B, latent, h, w]."""
+    def encode(self, x: Tensor, level: int) -> tuple[Tensor, Tensor]:
+        """Field [B, C, H, W] at rate ``level`` -> latent mean and log-variance [B, latent, h, w]."""
         cfg = self.config
         h, w = self.latent_size(x.shape[-2], x.shape[-1])
         kh, kw = cfg.patch_kernel
         pad_h, pad_w = (h - 1) * cfg.patch_stride + kh - x.shape[-2], (w - 1) * cfg.patch_stride + kw - x.shape[-1]
-        t = self.embed(pad_periodic(x, 0, pad_h, 0, pad_w)).permute(0, 2, 3, 1)
+        t = self.embed(pad_periodic(x, 0, pad_h, 0, pad_w)).permute(0, 2, 3, 1) + self.level_embed_enc[self._level_index(level)]
         for block in self.encoder:
             t = block(t)
         t = self.enc_norm(t)
         return self.mean_head(t).permute(0, 3, 1, 2), self.logvar_head(t).permute(0, 3, 1, 2).clamp(-30, 20)
 
-    def decode(self, y: Tensor, size: tuple[int, int]) -> Tensor:
-        """Latent [B, latent, h, w] -> reconstruction [B, out_channels, H, W] cropped to ``size``."""
-        t = self.unembed_latent(y.permute(0, 2, 3, 1))
+    def decode(self, y: Tensor, size: tuple[int, int], level: int) -> Tensor:
+        """Latent [B, latent, h, w] at rate ``level`` -> reconstruction [B, out_channels, H, W] cropped to ``size``."""
+        t = self.unembed_latent(y.permute(0, 2, 3, 1)) + self.level_embed_dec[self._level_index(level)]
         for block in self.decoder:
             t = block(t)
         t = self.unpatch(self.dec_norm(t)).permute(0, 3, 1, 2)
@@ -263,22 +295,18 @@ class VAEformer(nn.Module):
         means, scales = self.h_s(z_hat, size).chunk(2, dim=1)
         return means, F.softplus(scales) + 1e-3
 
-    def forward(self, x: Tensor, step: float | None = None) -> dict:
-        """Training pass: reconstruction, likelihoods of y and z, and the latent's KL term.
-
-        ``step`` (default: the configured ``quant_step``) is the latent's quantization step; training
-        with random steps makes one model usable at several rates.
-        """
-        step = float(self.quant_step) if step is None else step
-        mean, logvar = self.encode(x)
+    def forward(self, x: Tensor, level: int) -> dict:
+        """Training pass at rate ``level``: reconstruction, likelihoods of y and z, and the latent's KL term."""
+        mean, logvar = self.encode(x, level)
         z_hat, z_lik = self.entropy_bottleneck(self.h_a(mean))
         mu, sigma = self._prior(z_hat, mean.shape[-2:])
+        step = self.log_steps[self._level_index(level)].exp()[None, :, None, None]
         y_hat, y_lik = self.gaussian_conditional(mean / step, sigma / step, means=mu / step)
         y_hat = y_hat * step
         if self.training:
             y_hat = y_hat + torch.exp(0.5 * logvar) * torch.randn_like(y_hat)
         kl = 0.5 * (logvar.exp() - logvar - 1).mean()
-        return {"x_hat": self.decode(y_hat, x.shape[-2:]), "likelihoods": {"y": y_lik, "z": z_lik}, "kl": kl}
+        return {"x_hat": self.decode(y_hat, x.shape[-2:], level), "likelihoods": {"y": y_lik, "z": z_lik}, "kl": kl}
 
     def aux_loss(self) -> Tensor:
         """The entropy bottleneck's quantile loss (CompressAI)."""
@@ -288,7 +316,8 @@ class VAEformer(nn.Module):
 
     @torch.no_grad()
     def update(self) -> None:
-        """Freeze the hyper-latent's per-channel integer tables (call after training)."""
+        """Freeze the hyper-latent's per-channel integer tables and the levels' steps (call after training)."""
+        self.steps.copy_(self.log_steps.detach().double().exp())
         medians = self.entropy_bottleneck.quantiles[:, 0, 1].detach()
         offset = torch.round(medians).to(torch.int32)
         grid = torch.arange(-Z_RADIUS, Z_RADIUS + 1, dtype=torch.float32)
@@ -305,20 +334,23 @@ class VAEformer(nn.Module):
     def _z_from_symbols(self, sym: np.ndarray) -> Tensor:
         return (torch.from_numpy(sym).to(torch.int64) - Z_RADIUS + self.z_offset.to(torch.int64)[None, :, None, None]).float()
 
-    def compress(self, x: Tensor) -> tuple[bytes, bytes]:
-        """One field [1, C, H, W] -> (hyper-latent bytes, latent bytes)."""
+    def _step(self, level: int) -> Tensor:
+        return self.steps[self._level_index(level)].float()[None, :, None, None]
+
+    def compress(self, x: Tensor, level: int) -> tuple[bytes, bytes]:
+        """One field [1, C, H, W] at rate ``level`` -> (hyper-latent bytes, latent bytes)."""
         if x.shape[0] != 1:
             raise ValueError("compress codes one field at a time")
-        mean, _ = self.encode(x)
+        mean, _ = self.encode(x, level)
         sym = self._z_symbols(self.h_a(mean))
         z_bytes = categorical.encode(sym[0].reshape(sym.shape[1], -1), self.z_table.numpy())
         mu, sigma = self._prior(self._z_from_symbols(sym), mean.shape[-2:])
         tables = gaussian.default_tables()
-        step = float(self.quant_step)
+        step = self._step(level)
         values = torch.round((mean - mu) / step).to(torch.int64).numpy()
         return z_bytes, gaussian.encode(values, tables.scale_index(sigma / step), tables)
 
-    def decompress(self, z_bytes: bytes, y_bytes: bytes, size: tuple[int, int]) -> Tensor:
+    def decompress(self, z_bytes: bytes, y_bytes: bytes, size: tuple[int, int], level: int) -> Tensor:
         """Inverse of :meth:`compress`: the reconstruction [1, out_channels, H, W]."""
         h, w = self.latent_size(*size)
         zh, zw = math.ceil(math.ceil(h / 2) / 2), math.ceil(math.ceil(w / 2) / 2)
@@ -326,6 +358,22 @@ class VAEformer(nn.Module):
         sym = categorical.decode(z_bytes, self.z_table.numpy(), zh * zw).reshape(1, channels, zh, zw)
         mu, sigma = self._prior(self._z_from_symbols(sym), (h, w))
         tables = gaussian.default_tables()
-        step = float(self.quant_step)
+        step = self._step(level)
         values = gaussian.decode(y_bytes, tables.scale_index(sigma / step), tables).reshape(mu.shape)
-        return self.decode(torch.from_numpy(values).float() * step + mu, size)
+        return self.decode(torch.from_numpy(values).float() * step + mu, size, level)
+
+
+@dataclass(frozen=True)
+class LevelCoder:
+    """One rate level of a :class:`VAEformer`: the bytes interface the climate records use."""
+
+    net: VAEformer
+    level: int
+
+    def compress(self, x: Tensor) -> tuple[bytes, bytes]:
+        """:meth:`VAEformer.compress` at this level."""
+        return self.net.compress(x, self.level)
+
+    def decompress(self, z_bytes: bytes, y_bytes: bytes, size: tuple[int, int]) -> Tensor:
+        """:meth:`VAEformer.decompress` at this level."""
+        return self.net.decompress(z_bytes, y_bytes, size, self.level)

@@ -116,8 +116,8 @@ def _make(model: str, preset: str, quality: int | None, lmbda: float | None, vq_
     if model == "vaeformer":
         if quality is not None:
             raise InputError(
-                "vaeformer trains one model for every quality (they differ in quantization step); "
-                "drop --quality and export levels with benchmarks/export_vaeformer.py"
+                "vaeformer trains one model for every quality (a ladder of rate levels, set by the model "
+                "setting 'rates'); drop --quality"
             )
         config = vaeformer.TINY if preset == "tiny" else vaeformer.DEFAULT
         return VAEformerTask(config, **({} if lmbda is None else {"lmbda": lmbda})), cfg

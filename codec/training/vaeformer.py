@@ -1,10 +1,11 @@
 """Training task of the VAEformer climate codec: cos-latitude weighted MSE + rate + KL, real-bitstream validation.
 
 Fields are normalized per field (as the codec does), so the distortion is in units of each field's
-standard deviation.  Loss: ``lmbda * weighted MSE + bits per point + kl_weight * KL + aux`` where
-the KL term regularizes the latent's log-variance head (variance inference, as in CRA5).  Each
-batch draws the latent's quantization step log-uniformly from ``step_range``, so one set of weights
-serves several rates (the shipped qualities differ only in ``quant_step``).
+standard deviation.  Each batch trains one rate level of the ladder, drawn uniformly; its loss is
+``lambda_l * weighted MSE + bits per point + kl_weight * KL + aux`` with ``lambda_l = lmbda / rate_l**2``
+(``rate_l``: the level's initial quantization step, so ``lmbda`` is the trade-off at step 1, and
+halving the step asks for a quarter of the error, as uniform quantization gives).  The KL term
+regularizes the latent's log-variance head (variance inference, as in CRA5).
 """
 
 from __future__ import annotations
@@ -32,10 +33,8 @@ class VAEformerTask:
         config: VAEformerConfig,
         lmbda: float = 64.0,
         kl_weight: float = 1e-4,
-        step_range: tuple[float, float] = (0.5, 2.0),
     ) -> None:
         self.config = config
-        self.step_range = step_range
         self.lmbda = lmbda
         self.kl_weight = kl_weight
         self._fields: dict[str, list[climate_data.Field]] = {}
@@ -61,18 +60,23 @@ class VAEformerTask:
     def first_batch(self, model: nn.Module, batch: Tensor, loaded: set[str]) -> None:
         """Nothing to initialize from data."""
 
+    def lambdas(self) -> list[float]:
+        """The rate-distortion trade-off of each level."""
+        return [self.lmbda / r**2 for r in self.config.rates]
+
     def loss(self, model: nn.Module, batch: Tensor) -> tuple[Tensor, dict[str, float]]:
-        """Rate-distortion Lagrangian in bits per grid point and normalized, area-weighted MSE."""
+        """Rate-distortion Lagrangian of a random level, in bits per grid point and normalized, area-weighted MSE."""
         x, valid, weight = batch[:, :2], batch[:, 1:2], batch[:, 2:3]
-        lo, hi = (math.log(v) for v in self.step_range)
-        out = model(x, step=math.exp(lo + (hi - lo) * torch.rand(()).item()))
+        level = int(torch.randint(1, len(self.config.rates) + 1, ()).item())
+        out = model(x, level=level)
         w = valid * weight
         mse = (w * (out["x_hat"] - batch[:, :1]) ** 2).sum() / w.sum().clamp_min(1.0)
         points = batch.shape[0] * batch.shape[2] * batch.shape[3]
         bits = sum(torch.log(lk).sum() for lk in out["likelihoods"].values()) / (-math.log(2) * points)
         aux = (model.module if hasattr(model, "module") else model).aux_loss()
-        loss = self.lmbda * mse + bits + self.kl_weight * out["kl"] + aux
-        return loss, {"loss": loss.item(), "bits": bits.item(), "ratio": 32 / max(bits.item(), 1e-6), "nrmse": math.sqrt(mse.item())}
+        loss = self.lambdas()[level - 1] * mse + bits + self.kl_weight * out["kl"] + aux
+        logs = {"loss": loss.item(), "level": level, "bits": bits.item(), "nrmse": math.sqrt(mse.item())}
+        return loss, logs
 
     def after_step(self, model: nn.Module, batch: Tensor, step: int, total: int) -> dict[str, float]:
         """Nothing to do between steps."""
@@ -80,28 +84,33 @@ class VAEformerTask:
 
     @torch.no_grad()
     def validate(self, model: nn.Module, fields: list[climate_data.Field]) -> dict[str, float]:
-        """Compression ratio (vs float32) of real records and area-weighted RMSE in field standard deviations."""
+        """Per level: compression ratio (vs float32) of real records and mean area-weighted RMSE in field standard deviations."""
         model.eval()
         self.freeze(model)
-        raw = coded = 0
-        errors = []
         device = next(model.parameters()).device
+        metrics = {}
         try:
             model.cpu()  # bytes are made on the CPU, as users make them
-            for f in fields:
-                values = np.where(f.valid, f.values.astype(np.float64), np.nan)
-                record, recon = fieldcodec.encode(model, values, fieldcodec.FieldSpec(values.shape, np.dtype("float32")))
-                raw, coded = raw + 4 * values.size, coded + len(record)
-                w = climate_data.lat_weights(f.lat)[:, None] * f.valid
-                errors.append(float(np.sqrt((w * np.nan_to_num(recon - values) ** 2).sum() / max(w.sum(), 1e-9))))
+            for level in range(1, model.levels + 1):
+                coder = model.at_level(level)
+                raw = coded = 0
+                errors = []
+                for f in fields:
+                    values = np.where(f.valid, f.values.astype(np.float64), np.nan)
+                    record, recon = fieldcodec.encode(coder, values, fieldcodec.FieldSpec(values.shape, np.dtype("float32")))
+                    raw, coded = raw + 4 * values.size, coded + len(record)
+                    w = climate_data.lat_weights(f.lat)[:, None] * f.valid
+                    errors.append(float(np.sqrt((w * np.nan_to_num(recon - values) ** 2).sum() / max(w.sum(), 1e-9))))
+                metrics[f"ratio_q{level}"] = raw / max(coded, 1)
+                metrics[f"nrmse_q{level}"] = float(np.mean(errors)) if errors else 0.0
         finally:
             model.to(device)
-        return {"ratio": raw / max(coded, 1), "nrmse": float(np.mean(errors)) if errors else 0.0}
+        return metrics
 
     def freeze(self, model: nn.Module) -> None:
         """Freeze the hyper-latent's integer tables (``update()``)."""
         model.update()
 
     def export_metadata(self) -> dict[str, Any]:
-        """Model name, lambda, step range and configuration, stored with the weights (export assigns qualities)."""
-        return {"model": self.name, "config": self.config.to_dict(), "lambda": self.lmbda, "step_range": list(self.step_range)}
+        """Model name, configuration and the levels' trade-offs, stored with the weights."""
+        return {"model": self.name, "config": self.config.to_dict(), "lambdas": self.lambdas()}
