@@ -99,14 +99,20 @@ class McquicTarget:
 
 
 def mcquic_targets(weights: list[Path]) -> list[McquicTarget]:
-    """The McQuic points to measure: each ``weights`` file if any given, else every shipped quality.
+    """The McQuic points to measure: every level of each ``weights`` file if any given, else every shipped quality.
 
     Raises whatever ``import codec`` / ``codec.list_models`` raise while the API is unavailable.
     """
     import codec
+    from codec import registry
 
     if weights:
-        return [McquicTarget(f"{p.parent.name}/{p.name}", {"weights": p}, {"weights": p}) for p in weights]
+        spec = registry.get_spec("mcquic")
+        return [
+            McquicTarget(f"{p.parent.name}/{p.name} q={q}", {"weights": p, "quality": q}, {"weights": p})
+            for p in weights
+            for q in range(1, registry.ladder_levels(spec, p) + 1)
+        ]
     levels = next((m["qualities"] for m in codec.list_models() if m["name"] == "mcquic"), [])
     qualities = sorted(level["quality"] for level in levels)
     return [McquicTarget(f"q={q}", {"model": "mcquic", "quality": q}) for q in qualities]

@@ -167,9 +167,10 @@ def _encode_image(
     loaded = registry.load(model or (None if weights is not None else registry.default_model("image")), quality, weights)
     if loaded.spec.kind != "image":
         raise InputError(f"model {loaded.spec.name} does not compress images")
-    if (bpp is not None or packet_rows is not None) and not loaded.spec.ladder:
-        option = "--bpp" if bpp is not None else "--packet-rows"
-        raise InputError(f"{option} needs a model with a bitrate ladder (vqgan), not {loaded.spec.name}")
+    if bpp is not None and not loaded.spec.ladder:
+        raise InputError(f"--bpp needs a model with a bitrate ladder (mcquic, vqgan), not {loaded.spec.name}")
+    if packet_rows is not None and not loaded.spec.packets:
+        raise InputError(f"--packet-rows needs a model with resilient packets (vqgan), not {loaded.spec.name}")
     rgb, alpha = imageio.split_alpha(pixels)
     h, w = rgb.shape[:2]
     net = loaded.model
@@ -180,7 +181,7 @@ def _encode_image(
         model_id, meta = _model_id(loaded), {"mode": mode}
         if level is not None:
             model_id["quality"] = level
-            meta.update(level=level, codebook_size=net.level(level).size)
+            meta.update(level=level, **net.level_meta(level))
         if packet_rows is None:
             streams = [(f"l{i}", s) for i, s in enumerate(strings)] + extra
         else:  # packets last: a truncated file loses packets, never the (non-erasable) alpha plane
@@ -194,11 +195,12 @@ def _encode_image(
         x = pad_to_multiple(torch.tensor(rgb).permute(2, 0, 1).unsqueeze(0).float().div_(255.0), net.pad_multiple)
         if not loaded.spec.ladder:
             return pack(net.compress(x), None)
+        packets = {} if packet_rows is None else {"packet_rows": packet_rows}
         if bpp is None:
-            return pack(net.compress(x, loaded.quality, packet_rows=packet_rows), loaded.quality)
+            return pack(net.compress(x, loaded.quality, **packets), loaded.quality)
         features = net.features(x)
         for level in range(net.levels, 0, -1):  # highest level that fits the target
-            data = pack(net.compress(x, level, features, packet_rows), level)
+            data = pack(net.compress(x, level, features, **packets), level)
             if 8 * len(data) / (h * w) <= bpp:
                 return data
     raise InputError(f"even level 1 needs {8 * len(data) / (h * w):.4f} bpp, above the target {bpp}")
@@ -222,7 +224,8 @@ def _model_for(c: container.Container, weights: str | os.PathLike | None) -> reg
         raise ModelError(f"file needs model {name}, weights are for {loaded.spec.name}")
     if loaded.weights_hash != digest:
         source = weights or f"the shipped {name} q{quality}"
-        raise ModelError(f"file was encoded with {name} weights {digest}, but {source} has {loaded.weights_hash}")
+        hint = "" if weights else "; pass the weights it was made with (--weights)"
+        raise ModelError(f"file was encoded with {name} weights {digest}, but {source} has {loaded.weights_hash}{hint}")
     return loaded
 
 
@@ -354,7 +357,7 @@ def info(data: bytes) -> dict:
         "mode": c.meta.get("mode"),
         "bytes": len(data),
         "bpp": 8 * len(data) / (h * w),
-        **{k: c.meta[k] for k in ("level", "codebook_size", "packet_rows") if k in c.meta},
+        **{k: c.meta[k] for k in ("level", "codebook_size", "groups", "packet_rows") if k in c.meta},
         **({"lost_packets": sorted(c.missing, key=lambda n: int(n[1:]))} if c.missing else {}),
         "streams": {name: len(s) for name, s in c.streams},
         "format_version": c.version,

@@ -185,7 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--quality", "--level", dest="quality", type=_positive_int, default=None,
         help="quality level 1..N (higher = better, more bits); for vqgan the ladder level (1 = 8 codewords ... 9 = 2048)",
     )
-    enc.add_argument("--bpp", type=float, default=None, help="vqgan: the highest level whose file is at most this many bits per pixel")
+    enc.add_argument("--bpp", type=float, default=None, help="ladder models (mcquic, vqgan): the highest level whose file is at most this many bits per pixel")
     enc.add_argument(
         "--weights", default=None,
         help="weights to use instead of the shipped ones: codec safetensors, or an official McQuic .mcquic or CRA5 .pth checkpoint",
@@ -246,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--val", default=None, help="folder of validation images (default: ../validation next to a training/ folder)")
     tr.add_argument("--out", required=True, help="run folder: last.safetensors (resume), model.safetensors, log.jsonl")
     tr.add_argument("--preset", default="full", help="full (default) or tiny (seconds on a CPU)")
-    tr.add_argument("--quality", type=_positive_int, default=None, help="quality level whose configuration to train")
+    tr.add_argument("--quality", type=_positive_int, default=None, help=argparse.SUPPRESS)  # refused with a hint: every model trains all its levels
     tr.add_argument("--config", default=None, help='JSON file: {"train": {...}, "model": {...}} overriding the preset')
     tr.add_argument("--lmbda", type=float, default=None, help="rate-distortion trade-off (hyperprior, vaeformer)")
     tr.add_argument("--vq-weight", type=float, default=None, help="weight of the codebook/commitment loss (mcquic only)")

@@ -1,7 +1,7 @@
 """Models by name (as timm's registry), their shipped checkpoints, and safe weight loading.
 
 Shipped weights live in ``codec/checkpoints/<name>-q<quality>.safetensors``, or in one
-``<name>.safetensors`` holding every level for models with a bitrate ladder (VQGAN-cluster and
+``<name>.safetensors`` holding every level for models with a bitrate ladder (McQuic, VQGAN-cluster and
 VAEformer, whose quality is their ladder level).  Each file's metadata names its model and configuration, so a file can
 also be loaded from anywhere with ``weights=``.  Official McQuic checkpoints (``*.mcquic``) load
 with ``weights=`` too, as model ``mcquic-official`` (see :mod:`codec.models.mcquic_official`), and so
@@ -45,6 +45,7 @@ class ModelSpec:
     build: Callable[[dict], nn.Module]
     default_quality: int
     ladder_key: str | None = None  # ladder models: the config list with one entry per level; the quality picks one
+    packets: bool = False  # can write resilient files of independently decodable packets (--packet-rows)
     recovery: str | None = None  # shipped lost-index recovery weights (file in CHECKPOINTS), if any
 
     @property
@@ -208,6 +209,7 @@ register(
         description="McQuic multi-codebook VQ image codec (fast, no context model)",
         build=lambda cfg: McQuic(McQuicConfig.from_dict(cfg)),
         default_quality=2,
+        ladder_key="groups",
     )
 )
 
@@ -250,6 +252,7 @@ register(
         build=lambda cfg: VQGANCluster(VQGANClusterConfig.from_dict(cfg)),
         default_quality=5,
         ladder_key="sizes",
+        packets=True,
         recovery="vqgan-recovery.safetensors",
     )
 )

@@ -13,37 +13,33 @@ from codec.checkpoint import save_weights
 from codec.models.mcquic import TINY, McQuic, McQuicConfig
 
 
-def make_weights(path: Path, config: McQuicConfig, quality: int | None, seed: int = 0) -> Path:
+def make_weights(path: Path, config: McQuicConfig, seed: int = 0) -> Path:
     """Save an untrained McQuic with data-initialized codebooks and frozen tables."""
     torch.manual_seed(seed)
     model = McQuic(config)
     model.init_codebooks(torch.rand(2, 3, 128, 128))
     model.eval()
     model.update()
-    meta = {"model": "mcquic", "config": config.to_dict()}
-    if quality is not None:
-        meta["quality"] = quality
-    save_weights(model, path, meta)
+    save_weights(model, path, {"model": "mcquic", "config": config.to_dict()})
     return path
 
 
 @pytest.fixture(scope="session")
 def tiny_weights(tmp_path_factory) -> Path:
     """A tiny McQuic checkpoint file (not installed as a shipped level)."""
-    return make_weights(tmp_path_factory.mktemp("w") / "tiny.safetensors", TINY, None)
+    return make_weights(tmp_path_factory.mktemp("w") / "tiny.safetensors", TINY)
 
 
 @pytest.fixture(scope="session")
 def full_weights(tmp_path_factory) -> Path:
     """Full-size architecture with random weights: exercises the real kernels (thread determinism)."""
-    return make_weights(tmp_path_factory.mktemp("w") / "full.safetensors", McQuicConfig(), None)
+    return make_weights(tmp_path_factory.mktemp("w") / "full.safetensors", McQuicConfig())
 
 
 @pytest.fixture()
 def shipped(tmp_path, monkeypatch) -> Path:
-    """A checkpoint folder with tiny mcquic levels 1 and 2, installed as the shipped one."""
-    for q in (1, 2):
-        make_weights(tmp_path / f"mcquic-q{q}.safetensors", TINY, q, seed=q)
+    """A checkpoint folder with a tiny mcquic ladder (levels 1 and 2), installed as the shipped one."""
+    make_weights(tmp_path / "mcquic.safetensors", TINY)
     monkeypatch.setattr(registry, "CHECKPOINTS", tmp_path)
     registry._load_file.cache_clear()
     return tmp_path

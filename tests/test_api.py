@@ -64,6 +64,16 @@ def test_modes(photo, tiny_weights, mode):
         assert np.array_equal(out[..., -1], np.asarray(im)[..., -1])  # alpha is lossless
 
 
+def test_bpp_target_picks_the_highest_level_that_fits(tiny_weights, photo):
+    sizes = {q: len(codec.encode(photo, weights=tiny_weights, quality=q)) for q in (1, 2)}
+    assert sizes[1] < sizes[2]
+    bpp = [8 * sizes[q] / (photo.shape[0] * photo.shape[1]) for q in (1, 2)]
+    assert codec.info(codec.encode(photo, weights=tiny_weights, bpp=bpp[1]))["quality"] == 2
+    assert codec.info(codec.encode(photo, weights=tiny_weights, bpp=(bpp[0] + bpp[1]) / 2))["quality"] == 1
+    with pytest.raises(InputError, match="even level 1"):
+        codec.encode(photo, weights=tiny_weights, bpp=bpp[0] / 2)
+
+
 def test_tiny_and_odd_sizes(tiny_weights):
     for h, w in [(1, 1), (1, 200), (65, 3)]:
         img = np.full((h, w, 3), 120, np.uint8)
@@ -77,7 +87,8 @@ def test_trained_direction_sanity(shipped, photo):
     data = codec.encode(photo, quality=1)
     assert codec.info(data)["quality"] == 1
     assert psnr(torch.from_numpy(photo).float() / 255, torch.from_numpy(codec.decode(data)).float() / 255) > 5
-    with pytest.raises(ModelError, match="quality levels 1..2"):
+    assert codec.info(data)["groups"] == 2 and codec.info(codec.encode(photo, quality=2))["groups"] == 4
+    with pytest.raises(ModelError, match="levels 1..2"):
         codec.encode(photo, quality=3)
     with pytest.raises(ModelError, match="unknown model"):
         codec.encode(photo, model="nope")
@@ -125,9 +136,9 @@ def test_decode_needs_the_same_weights(photo, tiny_weights, tmp_path):
     from tests.conftest import make_weights
     from codec.models.mcquic import TINY
 
-    other = make_weights(tmp_path / "other.safetensors", TINY, None, seed=7)
+    other = make_weights(tmp_path / "other.safetensors", TINY, seed=7)
     data = codec.encode(photo, weights=tiny_weights)
-    with pytest.raises(ModelError, match="pass them with --weights"):
+    with pytest.raises(ModelError, match="--weights"):  # not the shipped weights
         codec.decode(data)
     with pytest.raises(ModelError, match="was encoded with mcquic weights"):
         codec.decode(data, weights=other)

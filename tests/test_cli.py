@@ -46,7 +46,7 @@ def test_shipped_levels_by_quality_and_models_listing(capsys, shipped, png, tmp_
     code, out, _ = run(capsys, "models", "--json")
     assert code == 0 and [q["quality"] for q in json.loads(out)[0]["qualities"]] == [1, 2]
     code, _, err = run(capsys, "encode", png, "-o", tmp_path / "q9.bin", "--quality", 9)
-    assert_one_line_error(code, err, "quality levels")
+    assert_one_line_error(code, err, "levels 1..2")
     assert not (tmp_path / "q9.bin").exists()
 
 

@@ -80,4 +80,4 @@ def test_no_climate_files(tmp_path, capsys):
 def test_quality_is_not_a_training_option(climate_dir, tmp_path, capsys):
     code = main(["train", "vaeformer", "--preset", "tiny", "--quality", "2", "--data", str(climate_dir), "--out", str(tmp_path / "run"), "--no-progress"])
     err = capsys.readouterr().err
-    assert code == 1 and "rates" in err and len(err.strip().splitlines()) == 1
+    assert code == 1 and "every quality level" in err and len(err.strip().splitlines()) == 1

@@ -51,34 +51,60 @@ def test_update_freezes_usage_into_integer_tables():
 
 
 def test_config_round_trip_and_validation():
-    cfg = McQuicConfig(groups=8)
+    cfg = McQuicConfig(groups=(4, 8))
     assert McQuicConfig.from_dict(cfg.to_dict()) == cfg
-    assert cfg.pad_multiple == 64
+    assert cfg.pad_multiple == 64 and cfg.scales == 3
     with pytest.raises(TypeError):
         McQuicConfig.from_dict({"bogus": 1})
+    with pytest.raises(TypeError, match="before the McQuic ladder"):
+        McQuicConfig.from_dict({"groups": 8})  # a per-quality file of an earlier version
+    for groups in ((), (3,)):
+        with pytest.raises(ValueError, match="groups"):
+            McQuicConfig(groups=groups)
     with pytest.raises(ValueError):
         MultiCodebookQuantizer(channels=10, groups=4, codewords=4)
 
 
-def test_compress_decompress_equals_index_round_trip():
+@pytest.fixture(scope="module")
+def tiny_model():
     torch.manual_seed(0)
     model = McQuic(TINY)
     model.init_codebooks(torch.rand(2, 3, 64, 64))
     model.eval()
     model.update()
+    return model
+
+
+@pytest.mark.parametrize("level", [1, 2])
+def test_compress_decompress_equals_index_round_trip(tiny_model, level):
+    model = tiny_model
     x = pad_to_multiple(torch.rand(1, 3, 70, 100), TINY.pad_multiple)
     assert x.shape[-2:] == (128, 128)
-    strings = model.compress(x)
-    assert len(strings) == TINY.levels
-    y = model.decompress(strings, 128, 128)
-    assert torch.equal(y, model.decode_indices(model.encode_indices(x)).clamp(0, 1))
+    strings = model.compress(x, level)
+    assert len(strings) == TINY.scales
+    y = model.decompress(strings, 128, 128, level)
+    assert torch.equal(y, model.decode_indices(model.encode_indices(x, level), level).clamp(0, 1))
+    assert model.compress(x, level, model.features(x)) == strings  # reused features give the same bytes
     with pytest.raises(ValueError):
-        model.decompress(strings[:2], 128, 128)
+        model.decompress(strings[:2], 128, 128, level)
+    for bad in (0, model.levels + 1):
+        with pytest.raises(ValueError, match="quality level"):
+            model.compress(x, bad)
 
 
-def test_forward_shapes_and_indices_per_level():
+def test_levels_have_their_own_codebooks_and_more_groups_cost_more(tiny_model):
+    model = tiny_model
+    assert model.levels == 2 and [model.level_meta(q)["groups"] for q in (1, 2)] == list(TINY.groups)
+    x = torch.rand(1, 3, 128, 128)
+    idx1, idx2 = model.encode_indices(x, 1), model.encode_indices(x, 2)
+    assert [i.shape[1] for i in idx1] == [2, 2, 2] and [i.shape[1] for i in idx2] == [4, 4, 4]
+    assert model.quantizers[0][0].codebook.shape[-1] == 2 * model.quantizers[1][0].codebook.shape[-1]
+
+
+def test_forward_shapes_and_indices_per_scale():
     model = McQuic(TINY).train()
-    out = model(torch.rand(2, 3, 64, 128))
+    out = model(torch.rand(2, 3, 64, 128), level=1)
     assert out["x_hat"].shape == (2, 3, 64, 128)
     assert [tuple(i.shape) for i in out["indices"]] == [(2, 2, 4, 8), (2, 2, 2, 4), (2, 2, 1, 2)]
     assert out["vq_loss"].ndim == 0
+    assert model(torch.rand(1, 3, 64, 64), level=2)["indices"][0].shape[1] == 4

@@ -119,7 +119,7 @@ def test_recovery_weights_must_match_the_ladder(tiny_ladder, recovery_weights, t
         codec.decode(damaged, weights=tiny_ladder, recovery_weights=tmp_path / "none.safetensors")
 
 
-def test_cli_damage_decode_and_bad_input(tiny_ladder, recovery_weights, tmp_path, image, capsys):
+def test_cli_damage_decode_and_bad_input(tiny_weights, tiny_ladder, recovery_weights, tmp_path, image, capsys):
     src = tmp_path / "in.png"
     Image.fromarray(image).save(src)
     enc, dmg = tmp_path / "a.bin", tmp_path / "d.bin"
@@ -139,8 +139,8 @@ def test_cli_damage_decode_and_bad_input(tiny_ladder, recovery_weights, tmp_path
     assert main(["decode", str(tmp_path / "h.bin"), "-o", str(tmp_path / "h.png"), "--weights", str(tiny_ladder)]) == 1
     err = capsys.readouterr().err
     assert "header" in err and err.count("\n") == 1 and not (tmp_path / "h.png").exists()
-    assert main(["encode", str(src), "-o", str(tmp_path / "m.bin"), "--packet-rows", "2"]) == 1
-    assert "bitrate ladder" in capsys.readouterr().err
+    assert main(["encode", str(src), "-o", str(tmp_path / "m.bin"), "--weights", str(tiny_weights), "--packet-rows", "2"]) == 1
+    assert "resilient packets (vqgan), not mcquic" in capsys.readouterr().err
     assert main(["damage", str(enc), "-o", str(enc), "--drop", "0.1"]) == 1  # never overwrites the input
     assert "overwrite the input" in capsys.readouterr().err
 

@@ -31,7 +31,8 @@ def train(out, data_dir, *extra):
 def test_tiny_training_runs_validates_and_exports(tmp_path, data_dir, capsys):
     assert train(tmp_path / "run", data_dir) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert {"bpp", "psnr", "ms_ssim"} <= set(result["validation"])  # validation split found next to training/
+    # validation split found next to training/; every level validated
+    assert {f"{m}_q{q}" for m in ("bpp", "psnr", "ms_ssim") for q in (1, 2)} == set(result["validation"])
     meta = read_metadata(tmp_path / "run" / "model.safetensors")
     assert meta["model"] == "mcquic" and json.loads(meta["train"])["steps_done"] == 4
     weights = tmp_path / "run" / "model.safetensors"
@@ -63,10 +64,14 @@ def test_fine_tune_from_other_level_and_hyperprior_baseline(tmp_path, data_dir):
 
 def test_config_file_overrides_preset_and_rejects_unknown_keys(tmp_path, data_dir, capsys):
     config = tmp_path / "c.json"
-    config.write_text(json.dumps({"train": {"steps": 2, "crop": 64}, "model": {"groups": 4, "codewords": [8, 8, 4]}}))
+    config.write_text(json.dumps({"train": {"steps": 2, "crop": 64}, "model": {"groups": [4], "codewords": [8, 8, 4]}}))
     assert train(tmp_path / "run", data_dir, "--config", config) == 0
     meta = read_metadata(tmp_path / "run" / "model.safetensors")
-    assert json.loads(meta["config"])["groups"] == 4 and json.loads(meta["config"])["codewords"] == [8, 8, 4]
+    assert json.loads(meta["config"])["groups"] == [4] and json.loads(meta["config"])["codewords"] == [8, 8, 4]
+    config.write_text(json.dumps({"model": {"groups": 4}}))
+    capsys.readouterr()
+    assert train(tmp_path / "run1", data_dir, "--config", config) == 1
+    assert "invalid model setting: groups must be a list" in capsys.readouterr().err
     assert json.loads(meta["train"])["steps_done"] == 2
     config.write_text(json.dumps({"train": {"stepz": 2}}))
     capsys.readouterr()

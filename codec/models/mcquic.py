@@ -6,6 +6,11 @@ each finer latent quantizes only the residual left after upsampling the coarser 
 Indices are coded with a static per-codebook frequency table, so there is no serial context model
 and every symbol of a level can be coded in one vectorized call.
 
+One network serves every quality: encoder, decoder and the scale blocks are shared, and each
+quality level has its own set of codebooks, with ``m`` (the number of codebook groups per latent
+vector, hence the bits per vector) growing with the level.  Training draws a level per batch, so
+every step trains the shared network (a bitrate ladder, as VQGAN-cluster's and VAEformer's).
+
 Split as in CompressAI: :meth:`McQuic.forward` for training (reconstruction + indices + auxiliary
 losses), :meth:`McQuic.compress` / :meth:`McQuic.decompress` for bytes, and :meth:`McQuic.update`
 to freeze the integer tables the entropy coder uses.
@@ -37,46 +42,50 @@ LEVEL_FACTOR = 2  # each coarser level halves the resolution
 
 @dataclass(frozen=True)
 class McQuicConfig:
-    """Architecture of one McQuic model.  ``codewords`` lists ``k`` per level, finest first."""
+    """Architecture of a McQuic ladder.
+
+    ``groups`` lists ``m`` per quality level (ascending: more groups = more bits and better quality);
+    ``codewords`` lists ``k`` per latent scale, finest first.
+    """
 
     channels: int = 64
     latent_channels: int = 128
-    groups: int = 4
+    groups: tuple[int, ...] = field(default=(2, 4, 8, 16))
     codewords: tuple[int, ...] = field(default=(1024, 512, 256))
 
+    def __post_init__(self) -> None:
+        if not self.groups or any(self.latent_channels % m for m in self.groups):
+            raise ValueError(f"groups {self.groups} must be non-empty divisors of latent_channels ({self.latent_channels})")
+
     @property
-    def levels(self) -> int:
+    def scales(self) -> int:
         """Number of latent scales."""
         return len(self.codewords)
 
     @property
     def pad_multiple(self) -> int:
         """Image sides are padded to a multiple of this before encoding."""
-        return STRIDE * LEVEL_FACTOR ** (self.levels - 1)
+        return STRIDE * LEVEL_FACTOR ** (self.scales - 1)
 
     def to_dict(self) -> dict:
         """JSON-serializable form (stored in checkpoints)."""
         d = asdict(self)
-        d["codewords"] = list(self.codewords)
+        d["groups"], d["codewords"] = list(self.groups), list(self.codewords)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> McQuicConfig:
         """Inverse of :meth:`to_dict`; unknown keys are rejected."""
         d = dict(d)
-        d["codewords"] = tuple(int(k) for k in d.get("codewords", cls.codewords))
+        for key in ("groups", "codewords"):
+            if key in d:
+                if not isinstance(d[key], list | tuple):  # McQuic files from before the ladder had one int per file
+                    raise TypeError(f"{key} must be a list (one entry per level), got {d[key]!r}: weights from before the McQuic ladder")
+                d[key] = tuple(int(k) for k in d[key])
         return cls(**d)
 
 
-QUALITIES: dict[int, McQuicConfig] = {
-    1: McQuicConfig(groups=2),
-    2: McQuicConfig(groups=4),
-    3: McQuicConfig(groups=8),
-    4: McQuicConfig(groups=16),
-}
-"""Shipped quality levels: more codebook groups per latent vector = more bits and better quality."""
-
-TINY = McQuicConfig(channels=8, latent_channels=16, groups=2, codewords=(16, 8, 4))
+TINY = McQuicConfig(channels=8, latent_channels=16, groups=(2, 4), codewords=(16, 8, 4))
 """A configuration that trains in seconds on a CPU (tests)."""
 
 
@@ -112,7 +121,7 @@ def _upsampler(c: int) -> nn.Sequential:
 
 
 class McQuic(nn.Module):
-    """The McQuic image codec: encoder, 3-scale multi-codebook quantizer cascade, decoder."""
+    """The McQuic image codec: encoder, 3-scale multi-codebook quantizer cascade, decoder; one codebook set per quality."""
 
     def __init__(self, config: McQuicConfig | None = None) -> None:
         super().__init__()
@@ -120,80 +129,107 @@ class McQuic(nn.Module):
         c = cfg.latent_channels
         self.g_a = _encoder(cfg.channels, c)
         self.g_s = _decoder(cfg.channels, c)
-        self.down = nn.ModuleList(ResidualBlockWithStride(c, c, LEVEL_FACTOR) for _ in range(cfg.levels - 1))
-        self.up = nn.ModuleList(_upsampler(c) for _ in range(cfg.levels - 1))
-        self.quantizers = nn.ModuleList(MultiCodebookQuantizer(c, cfg.groups, k) for k in cfg.codewords)
+        self.down = nn.ModuleList(ResidualBlockWithStride(c, c, LEVEL_FACTOR) for _ in range(cfg.scales - 1))
+        self.up = nn.ModuleList(_upsampler(c) for _ in range(cfg.scales - 1))
+        # quantizers[q - 1][s]: quality q, latent scale s (finest first)
+        self.quantizers = nn.ModuleList(
+            nn.ModuleList(MultiCodebookQuantizer(c, m, k) for k in cfg.codewords) for m in cfg.groups
+        )
 
-    def latents(self, x: Tensor) -> list[Tensor]:
-        """Latents of every level, finest first.  ``x`` is [B, 3, H, W] in [0, 1], sides divisible by pad_multiple."""
+    @property
+    def levels(self) -> int:
+        """Number of quality levels (1..levels)."""
+        return len(self.config.groups)
+
+    def _codebooks(self, level: int) -> nn.ModuleList:
+        """The quantizers (one per scale, finest first) of quality ``level`` (1-based)."""
+        if not 1 <= level <= self.levels:
+            raise ValueError(f"quality level {level} outside 1..{self.levels}")
+        return self.quantizers[level - 1]
+
+    def level_meta(self, level: int) -> dict[str, int]:
+        """What a file header records about quality ``level``: its codebook groups per latent vector."""
+        return {"groups": self._codebooks(level)[0].groups}
+
+    def features(self, x: Tensor) -> list[Tensor]:
+        """Latents of every scale, finest first.  ``x`` is [B, 3, H, W] in [0, 1], sides divisible by pad_multiple."""
         ys = [self.g_a(x)]
         for down in self.down:
             ys.append(down(ys[-1]))
         return ys
 
-    def _prediction(self, level: int, coarser: Tensor | None, like: Tensor) -> Tensor:
-        """Upsampled reconstruction of the next coarser level (zero at the coarsest level)."""
+    def _prediction(self, scale: int, coarser: Tensor | None, like: Tensor) -> Tensor:
+        """Upsampled reconstruction of the next coarser scale (zero at the coarsest scale)."""
         if coarser is None:
             return torch.zeros_like(like)
-        return self.up[level](coarser)
+        return self.up[scale](coarser)
 
-    def _cascade(self, x: Tensor, on_residual: Callable[[int, Tensor], None] | None = None) -> tuple[Tensor, list[Tensor], Tensor]:
-        """Quantize coarse to fine: ``(latent reconstruction, indices finest first, summed VQ loss)``.
+    def _cascade(
+        self, ys: list[Tensor], level: int, on_residual: Callable[[int, Tensor], None] | None = None
+    ) -> tuple[Tensor, list[Tensor], Tensor]:
+        """Quantize latents ``ys`` coarse to fine at quality ``level``:
+        ``(latent reconstruction, indices finest first, summed VQ loss)``.
 
-        ``on_residual(level, residual)`` is called before each level is quantized.
+        ``on_residual(scale, residual)`` is called before each scale is quantized.
         """
-        ys = self.latents(x)
+        quantizers = self._codebooks(level)
         recon: Tensor | None = None
         indices: list[Tensor] = []
-        vq_loss = x.new_zeros(())
-        for level in reversed(range(self.config.levels)):
-            pred = self._prediction(level, recon, ys[level])
-            residual = ys[level] - pred
+        vq_loss = ys[0].new_zeros(())
+        for scale in reversed(range(self.config.scales)):
+            pred = self._prediction(scale, recon, ys[scale])
+            residual = ys[scale] - pred
             if on_residual is not None:
-                on_residual(level, residual)
-            q, idx, loss = self.quantizers[level](residual)
+                on_residual(scale, residual)
+            q, idx, loss = quantizers[scale](residual)
             recon = pred + q
             indices.insert(0, idx)
             vq_loss = vq_loss + loss
         return recon, indices, vq_loss
 
-    def forward(self, x: Tensor) -> dict:
-        """Training pass: ``{"x_hat", "indices" (finest first), "vq_loss"}``."""
-        recon, indices, vq_loss = self._cascade(x)
+    def forward(self, x: Tensor, level: int) -> dict:
+        """Training pass at quality ``level``: ``{"x_hat", "indices" (finest first), "vq_loss"}``."""
+        recon, indices, vq_loss = self._cascade(self.features(x), level)
         return {"x_hat": self.g_s(recon), "indices": indices, "vq_loss": vq_loss}
 
     @torch.no_grad()
-    def init_codebooks(self, x: Tensor, levels: set[int] | None = None) -> None:
-        """Data-dependent initialization: seed codebooks and temperatures (of ``levels``, default all) from ``x``."""
+    def init_codebooks(self, x: Tensor, fresh: set[tuple[int, int]] | None = None) -> None:
+        """Data-dependent initialization: seed codebooks and temperatures from ``x``.
 
-        def seed(level: int, residual: Tensor) -> None:
-            if levels is None or level in levels:
-                self.quantizers[level].init_from(residual)
-
+        ``fresh`` names the (level, scale) pairs to seed; default all.
+        """
         was_training = self.training
         self.eval()
-        self._cascade(x, seed)
+        ys = self.features(x)
+        for level in range(1, self.levels + 1):
+
+            def seed(scale: int, residual: Tensor, level: int = level) -> None:
+                if fresh is None or (level, scale) in fresh:
+                    self._codebooks(level)[scale].init_from(residual)
+
+            self._cascade(ys, level, seed)
         self.train(was_training)
 
     @torch.no_grad()
-    def encode_indices(self, x: Tensor) -> list[Tensor]:
-        """Indices [B, m, h, w] of every level, finest first (nearest codewords in eval mode)."""
-        return self._cascade(x)[1]
+    def encode_indices(self, x: Tensor, level: int, features: list[Tensor] | None = None) -> list[Tensor]:
+        """Indices [B, m, h, w] of every scale at quality ``level``, finest first (nearest codewords in eval mode)."""
+        return self._cascade(self.features(x) if features is None else features, level)[1]
 
     @torch.no_grad()
-    def decode_indices(self, indices: list[Tensor]) -> Tensor:
-        """Reconstruct images [B, 3, H, W] (unclamped) from indices of every level, finest first."""
+    def decode_indices(self, indices: list[Tensor], level: int) -> Tensor:
+        """Reconstruct images [B, 3, H, W] (unclamped) from indices of every scale, finest first."""
+        quantizers = self._codebooks(level)
         recon: Tensor | None = None
-        for level in reversed(range(self.config.levels)):
-            q = self.quantizers[level].lookup(indices[level])
-            recon = self._prediction(level, recon, q) + q
+        for scale in reversed(range(self.config.scales)):
+            q = quantizers[scale].lookup(indices[scale])
+            recon = self._prediction(scale, recon, q) + q
         return self.g_s(recon)
 
     def latent_shapes(self, height: int, width: int) -> list[tuple[int, int]]:
-        """Index grid (h, w) of every level, finest first, for a padded image of the given size."""
+        """Index grid (h, w) of every scale, finest first, for a padded image of the given size."""
         shapes = []
         h, w = height // STRIDE, width // STRIDE
-        for _ in range(self.config.levels):
+        for _ in range(self.config.scales):
             shapes.append((h, w))
             h, w = h // LEVEL_FACTOR, w // LEVEL_FACTOR
         return shapes
@@ -206,34 +242,39 @@ class McQuic(nn.Module):
     @property
     def stream_count(self) -> int:
         """Number of entropy-coded streams per image (one per latent scale)."""
-        return self.config.levels
+        return self.config.scales
 
     @torch.no_grad()
-    def compress(self, x: Tensor) -> list[bytes]:
-        """Entropy-code one padded image [1, 3, H, W]: one byte string per level, finest first."""
+    def compress(self, x: Tensor, level: int, features: list[Tensor] | None = None) -> list[bytes]:
+        """Entropy-code one padded image [1, 3, H, W] at quality ``level``: one byte string per scale, finest first.
+
+        ``features`` (from :meth:`features`) skips the encoder when several levels code the same image.
+        """
         if x.shape[0] != 1:
             raise ValueError("compress takes a single image")
-        indices = self.encode_indices(x)
+        indices = self.encode_indices(x, level, features)
         return [
             categorical.encode(idx[0].flatten(1).cpu().numpy(), quantizer.freq.cpu().numpy())
-            for idx, quantizer in zip(indices, self.quantizers, strict=True)
+            for idx, quantizer in zip(indices, self._codebooks(level), strict=True)
         ]
 
     @torch.no_grad()
-    def decompress(self, strings: list[bytes], height: int, width: int) -> Tensor:
+    def decompress(self, strings: list[bytes], height: int, width: int, level: int) -> Tensor:
         """Decode the byte strings of :meth:`compress` to an image [1, 3, height, width] in [0, 1]."""
-        if len(strings) != self.config.levels:
-            raise ValueError(f"expected {self.config.levels} streams, got {len(strings)}")
+        if len(strings) != self.config.scales:
+            raise ValueError(f"expected {self.config.scales} streams, got {len(strings)}")
+        quantizers = self._codebooks(level)
         indices = []
-        for data, quantizer, (h, w) in zip(strings, self.quantizers, self.latent_shapes(height, width), strict=True):
+        for data, quantizer, (h, w) in zip(strings, quantizers, self.latent_shapes(height, width), strict=True):
             sym = categorical.decode(data, quantizer.freq.cpu().numpy(), h * w)
             indices.append(torch.from_numpy(sym).reshape(1, quantizer.groups, h, w))
-        return self.decode_indices(indices).clamp_(0, 1)
+        return self.decode_indices(indices, level).clamp_(0, 1)
 
     def update(self) -> None:
         """Freeze every codebook's usage statistics into the integer tables the coder uses."""
-        for quantizer in self.quantizers:
-            quantizer.update()
+        for level in self.quantizers:
+            for quantizer in level:
+                quantizer.update()
 
 
 def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:

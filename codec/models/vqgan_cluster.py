@@ -220,6 +220,10 @@ class VQGANCluster(VQGAN):
             raise ValueError(f"level must be in 1..{len(self.ladder)}, got {level}")
         return self.ladder[level - 1]
 
+    def level_meta(self, level: int) -> dict[str, int]:
+        """What a file header records about ``level``: its codebook size."""
+        return {"codebook_size": self.level(level).size}
+
     def level_indices(self, x: Tensor, level: int, features: Tensor | None = None) -> Tensor:
         """Indices [B, h, w] of images [B, 3, H, W] in [0, 1] at ``level`` (pass ``features`` to reuse them)."""
         return self.level(level).indices(self.features(x) if features is None else features)

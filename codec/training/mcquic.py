@@ -1,4 +1,8 @@
-"""Training task of the McQuic image codec: distortion + VQ loss, dead-codeword re-seeding, real-bitstream validation."""
+"""Training task of the McQuic image codec: distortion + VQ loss, dead-codeword re-seeding, real-bitstream validation.
+
+Each batch trains one quality level of the ladder, drawn uniformly: the shared encoder and decoder
+learn from every batch, each level's codebooks from its own.
+"""
 
 from __future__ import annotations
 
@@ -18,10 +22,10 @@ class McQuicTask(ImageData):
     """Plugs McQuic into :func:`codec.training.trainer.train`."""
 
     name = "mcquic"
+    find_unused_parameters = True  # under DDP: the codebooks of the levels a batch does not use
 
-    def __init__(self, config: McQuicConfig, quality: int | None = None, vq_weight: float = 1.0, reseed_every: int = 50) -> None:
+    def __init__(self, config: McQuicConfig, vq_weight: float = 1.0, reseed_every: int = 50) -> None:
         self.config = config
-        self.quality = quality
         self.vq_weight = vq_weight
         self.reseed_every = reseed_every
 
@@ -31,45 +35,50 @@ class McQuicTask(ImageData):
 
     def first_batch(self, model: nn.Module, batch: Tensor, loaded: set[str]) -> None:
         """Seed the codebooks that were not loaded from initial weights."""
-        fresh = {i for i in range(self.config.levels) if f"quantizers.{i}.codebook" not in loaded}
+        pairs = {(q, s) for q in range(1, len(self.config.groups) + 1) for s in range(self.config.scales)}
+        fresh = {(q, s) for q, s in pairs if f"quantizers.{q - 1}.{s}.codebook" not in loaded}
         if fresh:
             model.init_codebooks(batch, fresh)
 
     def loss(self, model: nn.Module, batch: Tensor) -> tuple[Tensor, dict[str, float]]:
-        """MSE distortion plus the weighted VQ loss."""
-        out = model(batch)
+        """MSE distortion plus the weighted VQ loss, at a random quality level."""
+        level = int(torch.randint(1, len(self.config.groups) + 1, ()).item())
+        out = model(batch, level=level)
         mse = F.mse_loss(out["x_hat"], batch)
         loss = mse + self.vq_weight * out["vq_loss"]
-        return loss, {"loss": loss.item(), "psnr": -10 * math.log10(max(mse.item(), 1e-10)), "vq": out["vq_loss"].item()}
+        psnr_value = -10 * math.log10(max(mse.item(), 1e-10))
+        return loss, {"loss": loss.item(), "level": level, "psnr": psnr_value, "vq": out["vq_loss"].item()}
 
     def after_step(self, model: nn.Module, batch: Tensor, step: int, total: int) -> dict[str, float]:
         """Re-seed dead codewords every ``reseed_every`` steps during the first 90% of training."""
         if step % self.reseed_every or step > 0.9 * total:
             return {}
-        return {"reseeded": float(sum(q.reseed_dead() for q in model.quantizers))}
+        net = model.module if hasattr(model, "module") else model
+        return {"reseeded": float(sum(q.reseed_dead() for level in net.quantizers for q in level))}
 
     @torch.no_grad()
     def validate(self, model: nn.Module, images: list[Tensor]) -> dict[str, float]:
-        """bpp of the real bitstream, PSNR and MS-SSIM, averaged over ``images`` [1, 3, H, W]."""
+        """Per quality level: bpp of the real bitstream, PSNR and MS-SSIM, averaged over ``images`` [1, 3, H, W]."""
         model.eval()
         self.freeze(model)
         device = next(model.parameters()).device
-        rows = []
-        for img in images:
-            h, w = img.shape[-2:]
-            x = pad_to_multiple(img.to(device), self.config.pad_multiple)
-            strings = model.compress(x)
-            x_hat = model.decompress(strings, *x.shape[-2:])[..., :h, :w].cpu()
-            rows.append((8 * sum(map(len, strings)) / (h * w), psnr(img, x_hat), ms_ssim(img, x_hat)))
-        return {k: sum(r[i] for r in rows) / len(rows) for i, k in enumerate(("bpp", "psnr", "ms_ssim"))}
+        metrics = {}
+        for level in range(1, len(self.config.groups) + 1):
+            rows = []
+            for img in images:
+                h, w = img.shape[-2:]
+                x = pad_to_multiple(img.to(device), self.config.pad_multiple)
+                strings = model.compress(x, level)
+                x_hat = model.decompress(strings, *x.shape[-2:], level)[..., :h, :w].cpu()
+                rows.append((8 * sum(map(len, strings)) / (h * w), psnr(img, x_hat), ms_ssim(img, x_hat)))
+            for i, key in enumerate(("bpp", "psnr", "ms_ssim")):
+                metrics[f"{key}_q{level}"] = sum(r[i] for r in rows) / len(rows)
+        return metrics
 
     def freeze(self, model: nn.Module) -> None:
         """Freeze the entropy-coding tables (``update()``)."""
         model.update()
 
     def export_metadata(self) -> dict[str, Any]:
-        """Model name, quality and configuration, stored with the weights."""
-        meta: dict[str, Any] = {"model": self.name, "config": self.config.to_dict()}
-        if self.quality is not None:
-            meta["quality"] = self.quality
-        return meta
+        """Model name and configuration, stored with the weights."""
+        return {"model": self.name, "config": self.config.to_dict()}

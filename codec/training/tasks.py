@@ -71,7 +71,10 @@ def _replace(obj: Any, fields: dict[str, Any], what: str) -> Any:
     if unknown:
         raise InputError(f"unknown {what} setting(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
     if hasattr(obj, "from_dict"):  # architecture configs turn JSON lists back into tuples
-        return type(obj).from_dict({**obj.to_dict(), **fields})
+        try:
+            return type(obj).from_dict({**obj.to_dict(), **fields})
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"invalid {what} setting: {exc}") from None
     return dataclasses.replace(obj, **fields)
 
 
@@ -102,34 +105,25 @@ def _make(model: str, preset: str, quality: int | None, lmbda: float | None, vq_
     if preset not in PRESETS:
         raise InputError(f"unknown preset {preset!r}; choose from {', '.join(PRESETS)}")
     cfg = PRESETS[preset]
+    if quality is not None:
+        how = "vqgan trains one base network; its levels come from `codec train vqgan-ladder`" if model == "vqgan" else (
+            f"{model} trains one model for every quality level"
+        )
+        raise InputError(f"--quality does not apply to training: {how}; drop --quality")
     if model == "mcquic":
         extra = {} if vq_weight is None else {"vq_weight": vq_weight}
-        if preset == "tiny":
-            return McQuicTask(mcquic.TINY, quality, **extra), cfg
-        q = quality or 2
-        if q not in mcquic.QUALITIES:
-            raise InputError(f"mcquic has quality levels {min(mcquic.QUALITIES)}..{max(mcquic.QUALITIES)}, not {q}")
-        return McQuicTask(mcquic.QUALITIES[q], q, **extra), cfg
+        return McQuicTask(mcquic.TINY if preset == "tiny" else mcquic.McQuicConfig(), **extra), cfg
     if model == "hyperprior":
         kwargs = {"channels": 8, "latent_channels": 8} if preset == "tiny" else {}
         return HyperpriorTask(lmbda=lmbda or 0.0035, **kwargs), cfg
     if model == "vaeformer":
-        if quality is not None:
-            raise InputError(
-                "vaeformer trains one model for every quality (a ladder of rate levels, set by the model "
-                "setting 'rates'); drop --quality"
-            )
         config = vaeformer.TINY if preset == "tiny" else vaeformer.DEFAULT
         return VAEformerTask(config, **({} if lmbda is None else {"lmbda": lmbda})), cfg
     if model == "vqgan":
-        if quality is not None:
-            raise InputError("vqgan trains one base network; its levels come from `codec train vqgan-ladder`")
         if preset == "tiny":  # the adversarial phase starts at once so that tests exercise it
             return VQGANTask(vqgan.TINY, vqgan.DiscriminatorConfig(ndf=8, n_layers=1), disc_start=1, reseed_every=2), cfg
         return VQGANTask(vqgan.SMALL, vqgan.DiscriminatorConfig(ndf=32, n_layers=3)), cfg
     if model == "recovery":
-        if quality is not None:
-            raise InputError("recovery trains one model for every level; drop --quality")
         if preset == "tiny":
             return RecoveryTask(recovery.TINY, ladder), dataclasses.replace(cfg, crop=6, batch_size=4)
         return RecoveryTask(recovery.RecoveryConfig(), ladder), dataclasses.replace(
