@@ -171,6 +171,7 @@ def _encode_image(
         raise InputError(f"--bpp needs a model with a bitrate ladder (mcquic, vqgan), not {loaded.spec.name}")
     if packet_rows is not None and not loaded.spec.packets:
         raise InputError(f"--packet-rows needs a model with resilient packets (vqgan), not {loaded.spec.name}")
+    layout = None if packet_rows is None else resilient.PacketLayout(packet_rows, resilient.LATTICE)
     rgb, alpha = imageio.split_alpha(pixels)
     h, w = rgb.shape[:2]
     net = loaded.model
@@ -185,7 +186,7 @@ def _encode_image(
         if packet_rows is None:
             streams = [(f"l{i}", s) for i, s in enumerate(strings)] + extra
         else:  # packets last: a truncated file loses packets, never the (non-erasable) alpha plane
-            meta["packet_rows"] = packet_rows
+            meta.update(layout.meta())
             streams = extra + [(f"p{i}", s) for i, s in enumerate(strings)]
         return container.pack(
             container.Container(kind="image", model=model_id, shape=list(pixels.shape), dtype="uint8", streams=streams, meta=meta)
@@ -195,7 +196,7 @@ def _encode_image(
         x = pad_to_multiple(torch.tensor(rgb).permute(2, 0, 1).unsqueeze(0).float().div_(255.0), net.pad_multiple)
         if not loaded.spec.ladder:
             return pack(net.compress(x), None)
-        packets = {} if packet_rows is None else {"packet_rows": packet_rows}
+        packets = {} if layout is None else {"packets": layout}
         if bpp is None:
             return pack(net.compress(x, loaded.quality, **packets), loaded.quality)
         features = net.features(x)
@@ -289,10 +290,8 @@ def _decode_packets(
     c: container.Container, loaded: registry.LoadedModel, height: int, width: int, recover: bool, recovery_weights: str | os.PathLike | None
 ) -> torch.Tensor:
     """The image of a resilient file, recovering the indices of lost packets."""
-    rows = c.meta["packet_rows"]
-    if not isinstance(rows, int) or isinstance(rows, bool) or rows < 1:
-        raise FormatError("invalid packet_rows in header")
-    expected = len(resilient.row_ranges(-(-height // loaded.model.pad_multiple), rows))
+    layout = resilient.PacketLayout.from_meta(c.meta)
+    expected = len(layout.slices(-(-height // loaded.model.pad_multiple), -(-width // loaded.model.pad_multiple)))
     names = [name for name, _ in c.streams if resilient.is_packet(name)]
     if names != [f"p{i}" for i in range(expected)]:
         raise FormatError(f"packet table lists {len(names)} packets, the image needs {expected}")
@@ -303,7 +302,7 @@ def _decode_packets(
     if c.missing:
         how = "recovered by the recovery transformer" if fill else "filled with the most frequent codeword"
         warnings.warn(f"{len(c.missing)} of {len(names)} packets lost; their indices were {how}", LostPackets, stacklevel=2)
-    return loaded.model.decompress(strings, height, width, loaded.quality, rows, fill)
+    return loaded.model.decompress(strings, height, width, loaded.quality, layout, fill)
 
 
 class LostPackets(UserWarning):
@@ -331,7 +330,7 @@ def _recovery_for(loaded: registry.LoadedModel, weights: str | os.PathLike | Non
         if weights is not None:
             raise ModelError(f"{path} was trained for vqgan weights {ladder_hash}, the file uses {loaded.weights_hash}")
         return None
-    return net.recover
+    return net.restore
 
 
 def damage(data: bytes, drop: float, seed: int = 0) -> bytes:
@@ -357,7 +356,7 @@ def info(data: bytes) -> dict:
         "mode": c.meta.get("mode"),
         "bytes": len(data),
         "bpp": 8 * len(data) / (h * w),
-        **{k: c.meta[k] for k in ("level", "codebook_size", "groups", "packet_rows") if k in c.meta},
+        **{k: c.meta[k] for k in ("level", "codebook_size", "groups", "packet_rows", "packet_lattice") if k in c.meta},
         **({"lost_packets": sorted(c.missing, key=lambda n: int(n[1:]))} if c.missing else {}),
         "streams": {name: len(s) for name, s in c.streams},
         "format_version": c.version,

@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     enc.add_argument(
         "--packet-rows", type=_positive_int, default=None,
-        help="vqgan: resilient file of independently decodable packets of N token rows (N x 16 pixel rows)",
+        help="vqgan: resilient file of independently decodable packets of about N token rows worth of indices each (interleaved 2 x 2)",
     )
     enc.add_argument(
         "--dask", default=None,
@@ -247,7 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", required=True, help="run folder: last.safetensors (resume), model.safetensors, log.jsonl")
     tr.add_argument("--preset", default="full", help="full (default) or tiny (seconds on a CPU)")
     tr.add_argument("--quality", type=_positive_int, default=None, help=argparse.SUPPRESS)  # refused with a hint: every model trains all its levels
-    tr.add_argument("--config", default=None, help='JSON file: {"train": {...}, "model": {...}} overriding the preset')
+    tr.add_argument("--config", default=None, help='JSON file: {"train": {...}, "model": {...}, "loss": {...}} overriding the preset (loss: recovery pixel_weight)')
     tr.add_argument("--lmbda", type=float, default=None, help="rate-distortion trade-off (hyperprior, vaeformer)")
     tr.add_argument("--vq-weight", type=float, default=None, help="weight of the codebook/commitment loss (mcquic only)")
     tr.add_argument("--steps", type=_non_negative_int, default=None, help="total steps (vqgan-ladder: per level, 0 = no fine-tuning)")

@@ -1,19 +1,29 @@
 """Resilient VQGAN-cluster files: index packets that decode independently, and a lossy-channel simulator.
 
-A resilient file stores the index map of one image as packets ``p0, p1, ...``: packet ``i`` holds the
-token rows ``[i * R, (i + 1) * R)`` (``R`` = ``packet_rows`` in the header), entropy-coded on its own
-(the checkerboard context restarts at its first row), with its length and CRC32 in the container's
-stream table.  The header, and with it the packet table, is protected by its own CRC32, so a decoder
-that can read the header always knows which rows a damaged or missing packet held.
+A resilient file stores the index map of one image as packets ``p0, p1, ...``, each entropy-coded on
+its own (the checkerboard context restarts in every packet), with its length and CRC32 in the
+container's stream table.  The header, and with it the packet table, is protected by its own CRC32,
+so a decoder that can read the header always knows which positions a damaged or missing packet held.
+
+Which positions a packet holds is its :class:`PacketLayout`: ``rows`` (``packet_rows`` in the header)
+and ``lattice`` (``packet_lattice``; 1 in files made before it existed).  The map is split into
+``lattice x lattice`` interleaved sub-grids (positions ``(a + lattice*i, b + lattice*j)``), and each
+sub-grid into bands of ``rows * lattice`` of its rows, so a packet holds about ``rows`` token rows'
+worth of indices, every ``lattice``-th one.  New files use ``lattice = 2``, the *dispersed* layout of
+H.264's flexible macroblock ordering: a lost packet leaves isolated holes whose eight neighbours are
+mostly received, instead of a strip ``rows`` tokens high, which is far easier to conceal; it costs
+under 1 % of the index bits (the checkerboard prior sees neighbours two tokens apart).  ``lattice = 1``
+is the plain layout of whole token rows.
 
 :func:`damage` simulates a lossy channel: it erases (inverts) a fraction of the packets,
-deterministically per seed, so their checksums fail.  Decoding marks those rows missing; they are
-then recovered by the recovery transformer (:mod:`codec.models.recovery`) or filled naively.
+deterministically per seed, so their checksums fail.  Decoding marks those positions missing; they
+are then recovered by the recovery transformer (:mod:`codec.models.recovery`) or filled naively.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -21,12 +31,14 @@ import torch
 from torch import Tensor
 
 from . import container
-from .errors import InputError
+from .errors import FormatError, InputError
 
 if TYPE_CHECKING:
     from .models.vqgan_cluster import LadderLevel
 
 PACKET = re.compile(r"p\d+")
+LATTICE = 2
+"""Interleave of new resilient files (see :class:`PacketLayout`)."""
 
 
 def is_packet(name: str) -> bool:
@@ -34,29 +46,58 @@ def is_packet(name: str) -> bool:
     return PACKET.fullmatch(name) is not None
 
 
-def row_ranges(rows: int, packet_rows: int) -> list[tuple[int, int]]:
-    """Token-row range of every packet of a map with ``rows`` rows."""
-    return [(r, min(r + packet_rows, rows)) for r in range(0, rows, packet_rows)]
+@dataclass(frozen=True)
+class PacketLayout:
+    """Which index positions each packet of a resilient file holds (see the module docstring)."""
+
+    rows: int
+    lattice: int = 1
+
+    def __post_init__(self) -> None:
+        if self.rows < 1 or self.lattice < 1:
+            raise InputError(f"packet rows and lattice must be >= 1, got {self.rows} and {self.lattice}")
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> PacketLayout:
+        """The layout a file header records (``packet_rows``, ``packet_lattice``; lattice 1 if absent)."""
+        rows, lattice = meta.get("packet_rows"), meta.get("packet_lattice", 1)
+        if not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1 << 16 for v in (rows, lattice)):
+            raise FormatError("invalid packet layout in header")
+        return cls(rows, lattice)
+
+    def meta(self) -> dict[str, int]:
+        """Header fields of this layout."""
+        return {"packet_rows": self.rows, **({"packet_lattice": self.lattice} if self.lattice > 1 else {})}
+
+    def slices(self, height: int, width: int) -> list[tuple[slice, slice]]:
+        """(rows, columns) of every packet of a ``height`` x ``width`` map, in packet order."""
+        s, band = self.lattice, self.rows * self.lattice
+        out = []
+        for r0 in range(0, -(-height // s), band):
+            for a in range(s):
+                for b in range(s):
+                    if a + s * r0 < height and b < width:
+                        out.append((slice(a + s * r0, min(a + s * (r0 + band), height), s), slice(b, width, s)))
+        return out
 
 
-def encode_packets(level: "LadderLevel", indices: Tensor, packet_rows: int) -> list[bytes]:
-    """One independently decodable stream per ``packet_rows`` token rows of an index map [h, w]."""
-    if packet_rows < 1:
-        raise InputError(f"packet rows must be >= 1, got {packet_rows}")
-    return [level.encode(indices[r0:r1]) for r0, r1 in row_ranges(indices.shape[0], packet_rows)]
+def encode_packets(level: "LadderLevel", indices: Tensor, layout: PacketLayout) -> list[bytes]:
+    """One independently decodable stream per packet of ``layout`` of an index map [h, w]."""
+    return [level.encode(indices[rows, cols].contiguous()) for rows, cols in layout.slices(*indices.shape)]
 
 
-def decode_packets(level: "LadderLevel", packets: list[bytes | None], height: int, width: int, packet_rows: int) -> tuple[Tensor, Tensor]:
-    """Index map [height, width] and its ``known`` mask; rows of ``None`` packets are 0 and unknown."""
-    ranges = row_ranges(height, packet_rows)
-    if len(packets) != len(ranges):
-        raise ValueError(f"{len(packets)} packets for {len(ranges)} row ranges")
+def decode_packets(level: "LadderLevel", packets: list[bytes | None], height: int, width: int, layout: PacketLayout) -> tuple[Tensor, Tensor]:
+    """Index map [height, width] and its ``known`` mask; positions of ``None`` packets are 0 and unknown."""
+    slices = layout.slices(height, width)
+    if len(packets) != len(slices):
+        raise ValueError(f"{len(packets)} packets for a layout of {len(slices)}")
     indices = torch.zeros(height, width, dtype=torch.long)
     known = torch.zeros(height, width, dtype=torch.bool)
-    for (r0, r1), data in zip(ranges, packets, strict=True):
+    for (rows, cols), data in zip(slices, packets, strict=True):
         if data is not None:
-            indices[r0:r1] = level.decode(data, r1 - r0, width)
-            known[r0:r1] = True
+            target = indices[rows, cols]
+            indices[rows, cols] = level.decode(data, *target.shape)
+            known[rows, cols] = True
     return indices, known
 
 

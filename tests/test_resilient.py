@@ -14,9 +14,9 @@ import codec
 from codec import api, container, registry, resilient
 from codec.checkpoint import read_metadata, save_weights
 from codec.cli import main
-from codec.errors import CorruptStreamError, InputError, ModelError
-from codec.models.recovery import TINY, RecoveryTransformer, interpolate_columns, load_recovery
-from codec.training.recovery import IndexCrops, packet_loss_mask, random_mask
+from codec.errors import CorruptStreamError, FormatError, InputError, ModelError
+from codec.models.recovery import TINY, RecoveryTransformer, interpolate_holes, load_recovery
+from codec.training.recovery import IndexCrops, RecoveryTask, packet_loss_mask, random_mask
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +40,40 @@ def test_clean_resilient_file_decodes_like_the_plain_one(tiny_ladder, image):
     plain = codec.encode(image, model="vqgan", quality=3, weights=tiny_ladder)
     packed = codec.encode(image, model="vqgan", quality=3, weights=tiny_ladder, packet_rows=3)
     info = codec.info(packed)
-    assert info["packet_rows"] == 3 and "lost_packets" not in info
-    assert sorted(info["streams"]) == sorted(f"p{i}" for i in range(7))  # 80 / 4 = 20 token rows
+    assert info["packet_rows"] == 3 and info["packet_lattice"] == 2 and "lost_packets" not in info
+    # 20 x 18 tokens: 2 x 2 sub-grids of 10 rows, in bands of 6 of their rows (2 bands x 4 sub-grids)
+    assert sorted(info["streams"]) == sorted(f"p{i}" for i in range(8))
     assert np.array_equal(codec.decode(plain, weights=tiny_ladder), codec.decode(packed, weights=tiny_ladder))
+
+
+def test_row_layout_files_from_before_the_dispersed_layout_still_decode(tiny_ladder, image, monkeypatch):
+    monkeypatch.setattr(resilient, "LATTICE", 1)
+    rows = codec.encode(image, model="vqgan", quality=3, weights=tiny_ladder, packet_rows=3)
+    info = codec.info(rows)
+    assert "packet_lattice" not in info and sorted(info["streams"]) == sorted(f"p{i}" for i in range(7))  # 20 rows / 3
+    plain = codec.encode(image, model="vqgan", quality=3, weights=tiny_ladder)
+    assert np.array_equal(codec.decode(plain, weights=tiny_ladder), codec.decode(rows, weights=tiny_ladder))
+    with pytest.warns(api.LostPackets, match="2 of 7"):
+        assert codec.decode(api.damage(rows, 0.3, seed=0), weights=tiny_ladder, recover=False).shape == image.shape
+
+
+@pytest.mark.parametrize(("height", "width", "rows", "lattice"), [(20, 18, 2, 2), (7, 5, 1, 2), (9, 1, 2, 3), (5, 6, 4, 1), (1, 1, 1, 2)])
+def test_packet_layout_covers_every_position_once(height, width, rows, lattice):
+    layout = resilient.PacketLayout(rows, lattice)
+    count = torch.zeros(height, width, dtype=torch.long)
+    for r, c in layout.slices(height, width):
+        assert count[r, c].numel() > 0
+        count[r, c] += 1
+    assert bool((count == 1).all())
+    assert resilient.PacketLayout.from_meta(layout.meta()) == layout
+
+
+def test_packet_layout_rejects_bad_headers_and_arguments():
+    for meta in ({}, {"packet_rows": 0}, {"packet_rows": 2, "packet_lattice": 0}, {"packet_rows": True}, {"packet_rows": 2, "packet_lattice": "2"}):
+        with pytest.raises(FormatError, match="packet layout"):
+            resilient.PacketLayout.from_meta(meta)
+    with pytest.raises(InputError, match=">= 1"):
+        resilient.PacketLayout(0)
 
 
 def test_damage_is_deterministic_and_only_touches_packets(tiny_ladder, image):
@@ -50,9 +81,9 @@ def test_damage_is_deterministic_and_only_touches_packets(tiny_ladder, image):
     a, b, c = api.damage(data, 0.3, seed=4), api.damage(data, 0.3, seed=4), api.damage(data, 0.3, seed=5)
     assert a == b and a != c and len(a) == len(data)
     lost = container.unpack(a, erasable=resilient.is_packet).missing
-    assert len(lost) == 3  # round(0.3 * 10)
+    assert len(lost) == 4  # round(0.3 * 12)
     assert api.damage(data, 0.0, seed=1) == data
-    assert len(container.unpack(api.damage(data, 1.0), erasable=resilient.is_packet).missing) == 10
+    assert len(container.unpack(api.damage(data, 1.0), erasable=resilient.is_packet).missing) == 12
     with pytest.raises(CorruptStreamError):
         container.unpack(a)  # a strict reader still refuses the damaged file
     with pytest.raises(InputError, match="no index packets"):
@@ -73,11 +104,16 @@ def test_lost_packets_are_filled_and_clean_rows_kept(tiny_ladder, recovery_weigh
     net = registry.load("vqgan", 3, tiny_ladder).model
     c = container.unpack(damaged, erasable=resilient.is_packet)
     strings = [None if n in c.missing else c.stream(n) for n, _ in c.streams]
-    idx, known = resilient.decode_packets(net.level(3), strings, 20, 18, 2)
+    idx, known = resilient.decode_packets(net.level(3), strings, 20, 18, resilient.PacketLayout(2, 2))
+    assert 0 < int((~known).sum()) < known.numel()
     rec, ladder_hash = load_recovery(recovery_weights)
     assert ladder_hash == registry.load("vqgan", 1, tiny_ladder).weights_hash
-    out = rec.recover(idx, known, 3)
+    out, points = rec.recover(idx, known, 3)
     assert torch.equal(out[known], idx[known]) and int(out.max()) < 16
+    assert torch.equal(points[known], rec.words(3)[idx[known]])
+    # the decoder input: received codewords exactly as the ladder gives them, restored points elsewhere
+    latent = rec.restore(idx, known, 3)
+    assert torch.allclose(latent[0].permute(1, 2, 0)[known], net.level(3).latent(idx[None])[0].permute(1, 2, 0)[known], atol=1e-5)
     filled = resilient.naive_fill(net.level(3), idx, known)
     assert torch.equal(filled[known], idx[known]) and len(filled[~known].unique()) == 1
 
@@ -129,7 +165,7 @@ def test_cli_damage_decode_and_bad_input(tiny_weights, tiny_ladder, recovery_wei
     assert len(json.loads(capsys.readouterr().out)["lost_packets"]) == 2
     out = tmp_path / "d.png"
     assert main(["decode", str(dmg), "-o", str(out), "--weights", str(tiny_ladder), "--recovery-weights", str(recovery_weights)]) == 0
-    assert "2 of 10 packets lost" in capsys.readouterr().err and out.exists()
+    assert "2 of 12 packets lost" in capsys.readouterr().err and out.exists()
     assert main(["decode", str(dmg), "-o", str(tmp_path / "n.png"), "--weights", str(tiny_ladder), "--no-recover"]) == 0
     assert "most frequent" in capsys.readouterr().err
     # a damaged header fails cleanly, with no output
@@ -148,12 +184,12 @@ def test_cli_damage_decode_and_bad_input(tiny_weights, tiny_ladder, recovery_wei
 def test_truncated_and_fully_lost_files(tiny_ladder, image):
     data = codec.encode(image, model="vqgan", quality=2, weights=tiny_ladder, packet_rows=2)
     c = container.unpack(data)
-    cut = c.spans["p7"][0] + 3  # the file ends inside packet 7: packets 7-9 are lost
-    with pytest.warns(api.LostPackets, match="3 of 10 packets lost"):
+    cut = c.spans["p9"][0] + 3  # the file ends inside packet 9: packets 9-11 are lost
+    with pytest.warns(api.LostPackets, match="3 of 12 packets lost"):
         out = codec.decode(data[:cut], weights=tiny_ladder, recover=False)
     assert out.shape == image.shape
-    assert codec.info(data[:cut])["lost_packets"] == ["p7", "p8", "p9"]
-    with pytest.raises(CorruptStreamError, match="all 10 packets are lost"):
+    assert codec.info(data[:cut])["lost_packets"] == ["p9", "p10", "p11"]
+    with pytest.raises(CorruptStreamError, match="all 12 packets are lost"):
         codec.decode(api.damage(data, 1.0), weights=tiny_ladder)
     with pytest.raises(CorruptStreamError):
         codec.decode(data[: c.spans["p0"][0] - 2], weights=tiny_ladder)  # cut inside the header
@@ -164,8 +200,11 @@ def test_masks_and_batches():
     for _ in range(20):
         known = random_mask(8, 8, g)
         assert known.dtype == torch.bool and not known.all()
-    known = packet_loss_mask(10, 4, 0.0, 2, g)  # always at least one packet lost
+    known = packet_loss_mask(10, 4, 0.0, resilient.PacketLayout(2), g)  # always at least one packet lost
     assert (~known).sum() in (4, 8) and all(bool(known[r].all()) or not bool(known[r].any()) for r in range(10))
+    known = packet_loss_mask(10, 4, 0.0, resilient.PacketLayout(2, 2), g)  # a dispersed packet: every other token
+    lost = (~known).nonzero()
+    assert len(lost) in (8, 2) and len({(int(r) % 2, int(c) % 2) for r, c in lost}) == 1
     maps = {2: [torch.randint(8, (5, 7))], 3: [torch.randint(16, (9, 9))]}
     crops = IndexCrops(maps, 6, seed=0)
     batch = crops.batch(3)
@@ -184,7 +223,7 @@ def test_recovery_holds_the_ladder_codewords_and_scores_by_distance(tiny_ladder)
     # logits are negative squared distances (times the level's sharpness) up to a per-position constant
     net.head.bias.data.copy_(held[5])
     net.head.weight.data.zero_()
-    logits = net(torch.zeros(1, 3, 3, dtype=torch.long), torch.zeros(1, 3, 3, dtype=torch.bool), 2)
+    logits = net(torch.zeros(1, 3, 3, dtype=torch.long), torch.zeros(1, 3, 3, dtype=torch.bool), 2)[0]
     expected = -(held - held[5]).square().sum(1) / held.shape[1]
     assert torch.allclose(logits[0, 1, 1] - logits[0, 1, 1, 5], expected, atol=1e-4) and int(logits[0, 0, 0].argmax()) == 5
     with pytest.raises(ValueError, match="codebook sizes"):
@@ -193,30 +232,32 @@ def test_recovery_holds_the_ladder_codewords_and_scores_by_distance(tiny_ladder)
         RecoveryTransformer.for_ladder(ladder, dataclasses.replace(TINY, code_dim=4))
 
 
-def test_interpolate_columns_fills_between_neighbours_borders_and_empty_columns():
-    values = torch.arange(5 * 3, dtype=torch.float32).view(1, 5, 3, 1) * torch.tensor([1.0, -2.0])  # [1, 5, 3, 2]
-    known = torch.ones(1, 5, 3, dtype=torch.bool)
-    known[0, 1:3, 0] = False  # between rows 0 and 3: 1/3 and 2/3 of the way
-    known[0, 3:, 1] = False  # below the last known row: copy it
-    known[0, :, 2] = False  # nothing known in the column: the map's mean of known values
-    out = interpolate_columns(values, known)
+def test_interpolate_holes_fills_from_received_neighbours_inwards():
+    values = torch.arange(6 * 5, dtype=torch.float32).view(1, 6, 5, 1) * torch.tensor([1.0, -2.0])  # [1, 6, 5, 2]
+    known = torch.ones(1, 6, 5, dtype=torch.bool)
+    known[0, 1, 1] = False  # an isolated hole: the mean of its 8 neighbours
+    known[0, 3:6, 2:5] = False  # a 3 x 3 hole in the corner: its inner corner only sees filled positions
+    out = interpolate_holes(values, known)
     assert torch.equal(out[known], values[known])
-    assert torch.allclose(out[0, 1, 0], values[0, 0, 0] + (values[0, 3, 0] - values[0, 0, 0]) / 3)
-    assert torch.allclose(out[0, 2, 0], values[0, 0, 0] + 2 * (values[0, 3, 0] - values[0, 0, 0]) / 3)
-    assert torch.equal(out[0, 3, 1], values[0, 2, 1]) and torch.equal(out[0, 4, 1], values[0, 2, 1])
-    assert torch.allclose(out[0, 0, 2], values[known].mean(0)) and torch.allclose(out[0, 4, 2], values[known].mean(0))
+    assert torch.allclose(out[0, 1, 1], values[0, 0:3, 0:3].reshape(-1, 2)[[0, 1, 2, 3, 5, 6, 7, 8]].mean(0))
+    ring = [(2, 1), (2, 2), (2, 3), (3, 1), (4, 1)]  # received neighbours of (3, 2)
+    assert torch.allclose(out[0, 3, 2], torch.stack([values[0, r, c] for r, c in ring]).mean(0))
+    assert torch.allclose(out[0, 5, 4], torch.stack([out[0, 4, 3], out[0, 4, 4], out[0, 5, 3]]).mean(0))  # second pass
+    assert torch.equal(interpolate_holes(values, torch.zeros_like(known)), torch.zeros_like(values))
 
 
 def test_fresh_network_starts_from_the_interpolation(tiny_ladder):
     ladder = registry.load("vqgan", 1, tiny_ladder).model.ladder
     net = RecoveryTransformer.for_ladder(ladder, TINY).eval()
     idx = torch.randint(16, (1, 6, 4))
-    known = torch.ones(1, 6, 4, dtype=torch.bool)
+    known = torch.rand(1, 6, 4) > 0.4
     known[0, 2:4] = False  # a lost packet of two rows
-    logits = net(idx, known, 3)
-    guess = interpolate_columns(net.words(3)[idx], known)
-    nearest = torch.cdist(guess.view(-1, guess.shape[-1]), net.words(3)).argmin(1).view(1, 6, 4)
-    assert torch.equal(logits.argmax(-1), nearest)  # most probable = nearest to the interpolated codeword
+    logits, point = net(idx, known, 3)
+    guess = interpolate_holes(net.words(3)[idx], known)
+    assert torch.allclose(point, guess, atol=1e-6)
+    distance = torch.cdist(guess[~known], net.words(3))  # midpoints of two codewords tie: compare distances
+    best = distance.gather(1, logits[~known].argmax(-1, keepdim=True))[:, 0]
+    assert torch.allclose(best, distance.min(1).values, atol=1e-5)  # most probable = nearest to the interpolation
 
 
 def test_recover_keeps_known_and_fills_all():
@@ -225,13 +266,36 @@ def test_recover_keeps_known_and_fills_all():
     net.codewords.normal_()
     idx = torch.randint(8, (7, 5))
     known = torch.rand(7, 5) > 0.5
-    out = net.recover(idx, known, 2, steps=4)
+    out, points = net.recover(idx, known, 2, steps=4)
     assert torch.equal(out[known], idx[known]) and int(out.max()) < 8 and int(out.min()) >= 0
+    assert points.shape == (7, 5, TINY.code_dim) and torch.equal(points[known], net.words(2)[idx[known]])
+    nearest = torch.cdist(points[~known], net.words(2)).argmin(-1)
+    assert torch.equal(out[~known], nearest)
     with pytest.raises(ValueError, match="level"):
         net.recover(idx, known, 4)
     # any map size (fixed sinusoidal positions), e.g. far larger than the training windows
-    big = net.recover(torch.zeros(70, 3, dtype=torch.long), torch.rand(70, 3) > 0.3, 1, steps=2)
+    big = net.recover(torch.zeros(70, 3, dtype=torch.long), torch.rand(70, 3) > 0.3, 1, steps=2)[0]
     assert big.shape == (70, 3) and int(big.max()) < 4
+
+
+def test_pixel_term_compares_decodes_of_restored_and_true_inputs(tiny_ladder):
+    task = RecoveryTask(TINY, tiny_ladder)
+    net = task.build()
+    torch.nn.init.normal_(net.head.weight, std=0.1)
+    idx = torch.randint(16, (3, 6, 6))
+    known = torch.ones(3, 6, 6, dtype=torch.bool)
+    truth = net.words(3)[idx]
+    exact = task.pixel_loss(net, truth, truth + 1.0, known)  # every position known: the truth is decoded
+    assert float(exact) == 0.0
+    known[:, 2:4] = False
+    _, point = net(idx, known, 3)
+    pixel = task.pixel_loss(net, truth, point, known)
+    pixel.backward()
+    assert float(pixel) > 0 and net.head.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in task._decoder.parameters())  # the ladder's decoder stays frozen
+    loss, metrics = task.loss(net, torch.stack([idx, known.long(), torch.full_like(idx, 3)], 1))
+    assert metrics["pixel"] > 0 and torch.isfinite(loss)
+    assert RecoveryTask(TINY, tiny_ladder, pixel_weight=0.0).loss(net, torch.stack([idx, known.long(), torch.full_like(idx, 3)], 1))[1]["pixel"] == 0
 
 
 def test_train_recovery_tiny(tiny_ladder, tmp_path, capsys):
@@ -247,6 +311,12 @@ def test_train_recovery_tiny(tiny_ladder, tmp_path, capsys):
     meta = read_metadata(out / "model.safetensors")
     assert meta["model"] == "recovery" and meta["ladder_hash"] == registry.load("vqgan", 1, tiny_ladder).weights_hash
     assert 0.0 <= json.loads(meta["validation"])["index_acc"] <= 1.0
+    config = tmp_path / "loss.json"
+    for weight, code in ((0, 0), (-1, 1), ("x", 1)):  # no pixel term; invalid weights are refused in one line
+        config.write_text(json.dumps({"loss": {"pixel_weight": weight}}))
+        assert main(args[:-5] + ["--out", str(tmp_path / f"run{weight}"), "--config", str(config), "--no-progress", "--threads", "1", "--steps", "2"]) == code
+    assert json.loads((tmp_path / "run0" / "log.jsonl").read_text().splitlines()[0])["pixel"] == 0
+    assert "pixel_weight must be a number >= 0" in capsys.readouterr().err
     # the full configuration does not fit a tiny ladder: one line, before any data is read
     assert main(args[:2] + args[4:] + ["--steps", "1"]) == 1
     assert "codebook sizes" in capsys.readouterr().err

@@ -77,8 +77,12 @@ def test_config_file_overrides_preset_and_rejects_unknown_keys(tmp_path, data_di
     capsys.readouterr()
     assert train(tmp_path / "run2", data_dir, "--config", config) == 1
     assert "unknown train setting(s): stepz" in capsys.readouterr().err
-    config.write_text("{not json")
+    config.write_text(json.dumps({"loss": {"pixel_weight": 1.0}}))  # a recovery setting: mcquic has none
+    capsys.readouterr()
     assert train(tmp_path / "run3", data_dir, "--config", config) == 1
+    assert "unknown loss setting 'pixel_weight' for mcquic" in capsys.readouterr().err
+    config.write_text("{not json")
+    assert train(tmp_path / "run4", data_dir, "--config", config) == 1
 
 
 def test_train_errors(tmp_path, data_dir, capsys):

@@ -2,26 +2,29 @@
 
 One network serves every ladder level, and it works in the geometry of the codebooks rather than on
 bare symbols: it holds a copy of every level's *codewords* as the decoder sees them (the codebook
-through the level's ``post_quant_conv``, buffer ``codewords``, scaled to unit variance).
+through the level's ``post_quant_conv``, buffer ``codewords``, divided by one common ``scale`` so
+they have unit variance).
 
 * Input: a known index enters as a linear projection of its codeword.  A missing one enters as the
-  projection of a first guess, the linear interpolation of the codewords above and below it in its
-  column (lost packets are whole rows, so this is what a non-learned concealment would do), plus a
-  learned [MASK] vector.  A level embedding and fixed 2-D sinusoidal positions are added (half the
-  channels for the row, half for the column, so a network trained on small windows applies to index
-  maps of any size).
-* Output: at every position a point in codeword space, the first guess plus a learned correction
-  (zero at initialization, so a fresh network already predicts the interpolation).  The logit of
-  codeword ``k`` is its negative squared distance to that point (per channel) times a learned
-  per-level sharpness.  So neighbouring codewords share evidence, one head serves codebooks of 8 to
-  2048 entries, and a near miss decodes to a similar image patch.
+  projection of a first guess, the mean of its received neighbours (:func:`interpolate_holes`, grown
+  outwards ring by ring for larger holes), plus a learned [MASK] vector.  A level embedding and fixed
+  2-D sinusoidal positions are added (half the channels for the row, half for the column, so a
+  network trained on small windows applies to index maps of any size).
+* Output: at every position a *point* in codeword space, the first guess plus a learned correction
+  (zero at initialization, so a fresh network already predicts the interpolation), trained towards
+  the true codeword and towards what the decoder makes of it (squared errors of the point and of
+  the decoded pixels, see :mod:`codec.training.recovery`).
+  The logit of codeword ``k`` is its negative squared distance to that point (per channel) times a
+  learned per-level sharpness, so neighbouring codewords share evidence and one head serves
+  codebooks of 8 to 2048 entries; the distribution says how certain the point is.
 
 :meth:`RecoveryTransformer.recover` fills the missing positions of an index map iteratively, as
-MaskGIT decodes: predict every missing index, keep the most certain ones (a cosine schedule says how
-many stay missing after each step), and repeat with them as context.  The choice at a position is
-the codeword nearest to the predicted distribution's mean (least expected squared error in the
-decoder's input, rather than MaskGIT's most probable codeword, which at K = 2048 is rarely the
-right one and often far from it).  It is deterministic (no sampling) and never changes a known index.
+MaskGIT decodes: predict every missing position, keep the most certain ones (smallest expected
+squared distance of the codewords from the point; a cosine schedule says how many stay missing
+after each step), and repeat with their points as context.  The decoder is fed the points
+themselves (:meth:`RecoveryTransformer.restore`), not the nearest codewords: between codewords lies
+a better estimate than any single one of them.  It is deterministic (no sampling) and never changes
+a known position.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import os
 from dataclasses import asdict, dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..checkpoint import load_weights
@@ -71,7 +75,7 @@ TINY = RecoveryConfig(sizes=(4, 8, 16), code_dim=8, dim=32, depth=1, heads=2)
 
 
 class RecoveryTransformer(nn.Module):
-    """``forward(indices, known, level)`` -> logits over the level's codewords at every position.
+    """``forward(indices, known, level)`` -> (logits over the level's codewords, points) at every position.
 
     Build it for a ladder with :meth:`for_ladder` (a bare constructor leaves the codewords at zero,
     to be filled by loading weights).
@@ -82,6 +86,7 @@ class RecoveryTransformer(nn.Module):
         self.config = cfg = config or RecoveryConfig()
         self.register_buffer("offsets", torch.tensor([0, *torch.tensor(cfg.sizes).cumsum(0).tolist()]), persistent=False)
         self.register_buffer("codewords", torch.zeros(sum(cfg.sizes), cfg.code_dim))
+        self.register_buffer("scale", torch.ones(()))
         self.embed = nn.Linear(cfg.code_dim, cfg.dim)
         self.mask = nn.Parameter(torch.zeros(cfg.dim))
         self.level = nn.Embedding(len(cfg.sizes), cfg.dim)
@@ -106,7 +111,8 @@ class RecoveryTransformer(nn.Module):
             words = torch.cat([lv.post_quant_conv(lv.codebook.detach()[:, :, None, None])[:, :, 0, 0] for lv in ladder])
         if words.shape[1] != net.config.code_dim:
             raise ValueError(f"ladder codewords have {words.shape[1]} channels, the recovery config {net.config.code_dim}")
-        net.codewords.copy_(words / words.std().clamp_min(1e-8))  # unit scale, whatever the latent's
+        net.scale.copy_(words.std().clamp_min(1e-8))  # unit scale, whatever the latent's
+        net.codewords.copy_(words / net.scale)
         return net
 
     def _check(self, level: int) -> None:
@@ -130,69 +136,88 @@ class RecoveryTransformer(nn.Module):
         self._check(level)
         return self.codewords[int(self.offsets[level - 1]) : int(self.offsets[level])]
 
-    def forward(self, indices: Tensor, known: Tensor, level: int) -> Tensor:
-        """Logits [B, h, w, K] for index maps [B, h, w] whose ``known`` [B, h, w] positions are given."""
-        b, h, w = indices.shape
+    def forward(self, indices: Tensor, known: Tensor, level: int) -> tuple[Tensor, Tensor]:
+        """Logits [B, h, w, K] and points [B, h, w, code_dim] for index maps [B, h, w] whose ``known``
+        [B, h, w] positions are given."""
         words = self.words(level)
-        given = words[indices.long().clamp(0, len(words) - 1)]
-        guess = interpolate_columns(given, known)
+        return self.predict(words[indices.long().clamp(0, len(words) - 1)], known, level)
+
+    def predict(self, given: Tensor, known: Tensor, level: int) -> tuple[Tensor, Tensor]:
+        """:meth:`forward` on codeword-space inputs [B, h, w, code_dim] (valid where ``known``)."""
+        b, h, w, _ = given.shape
+        words = self.words(level)
+        guess = interpolate_holes(given, known)
         x = torch.where(known.unsqueeze(-1), self.embed(given), self.embed(guess) + self.mask)
         x = x + self.positions(h, w) + self.level.weight[level - 1]
         point = guess + self.head(self.norm(self.blocks(x.reshape(b, h * w, -1)))).reshape(b, h, w, -1)
         # -|point - word|^2 up to a per-position constant (softmax-equivalent), per channel so that a
         # fresh network starts with soft distributions whatever ``code_dim`` is
         logits = (2 * point @ words.t() - words.square().sum(1)) / words.shape[1]
-        return logits * self.sharpness[level - 1].exp()
+        return logits * self.sharpness[level - 1].exp(), point
 
     @torch.no_grad()
-    def recover(self, indices: Tensor, known: Tensor, level: int, steps: int = 8) -> Tensor:
-        """``indices`` [h, w] with every unknown position filled; known positions are kept as they are.
+    def recover(self, indices: Tensor, known: Tensor, level: int, steps: int = 8) -> tuple[Tensor, Tensor]:
+        """Indices [h, w] (the codeword nearest to each point) and points [h, w, code_dim] (unit
+        scale) of an index map [h, w] whose unknown positions are restored; known ones are kept.
 
-        Each step picks, at every missing position, the codeword nearest to the predicted
-        distribution's mean codeword (the choice of least expected squared error in the decoder's
-        input space), and keeps those whose distribution has the smallest spread (expected squared
-        distance from that mean); a cosine schedule says how many stay missing for the next step.
+        Each step predicts every missing position and keeps those whose distribution has the
+        smallest spread (expected squared distance of the codewords from the point); a cosine
+        schedule says how many stay missing for the next step, which sees the kept points as given.
         """
         words = self.words(level)
-        idx, known = indices.clone().long(), known.clone().bool()
+        given = words[indices.long().clamp(0, len(words) - 1)]
+        received, known = known.bool(), known.clone().bool()
         total = int((~known).sum())
         for step in range(steps):
             missing = ~known
             if not missing.any():
                 break
-            probs = self(idx[None], known[None], level)[0].softmax(-1)
-            mean = probs @ words
-            distance = (mean.square().sum(-1, keepdim=True) - 2 * mean @ words.t() + words.square().sum(1)).clamp_min(0)
-            best = distance.argmin(-1)
-            spread = (probs * distance).sum(-1)
+            logits, point = self.predict(given[None], known[None], level)
+            distance = (point[0].square().sum(-1, keepdim=True) - 2 * point[0] @ words.t() + words.square().sum(1)).clamp_min(0)
+            spread = (logits[0].softmax(-1) * distance).sum(-1)
             keep_missing = 0 if step == steps - 1 else math.floor(total * math.cos(math.pi / 2 * (step + 1) / steps))
             reveal = max(1, int(missing.sum()) - keep_missing)
             spread = torch.where(missing, spread, torch.full_like(spread, math.inf))
             order = torch.argsort(spread.flatten(), stable=True)[:reveal]
-            idx.view(-1)[order] = best.flatten()[order]
+            given.view(-1, given.shape[-1])[order] = point[0].reshape(-1, given.shape[-1])[order]
             known.view(-1)[order] = True
-        return idx
+        nearest = torch.cdist(given.reshape(-1, given.shape[-1]), words).argmin(-1).view(indices.shape)
+        return torch.where(received, indices.long(), nearest), given
+
+    def restore(self, indices: Tensor, known: Tensor, level: int) -> Tensor:
+        """The decoder input [1, code_dim, h, w] of an index map [h, w] with its unknown positions
+        restored (:meth:`recover`'s points, back at the decoder's scale)."""
+        return self.decoder_input(self.recover(indices, known, level)[1])
+
+    def decoder_input(self, points: Tensor) -> Tensor:
+        """Points [h, w, code_dim] in the unit-scaled codeword space as a decoder input [1, code_dim, h, w]."""
+        return self.decoder_input_batch(points[None])
+
+    def decoder_input_batch(self, points: Tensor) -> Tensor:
+        """Points [B, h, w, code_dim] in the unit-scaled codeword space as decoder inputs [B, code_dim, h, w]."""
+        return (points * self.scale).permute(0, 3, 1, 2)
 
 
-def interpolate_columns(values: Tensor, known: Tensor) -> Tensor:
-    """``values`` [B, h, w, C] with every unknown position replaced by linear interpolation between
-    the nearest known positions above and below in its column (the nearest one at a border; the
-    mean of the map's known values in a column with none)."""
-    b, h, w, _ = values.shape
-    rows = torch.arange(h, device=values.device).view(1, h, 1).expand(b, h, w)
-    above = torch.where(known, rows, -1).cummax(1).values
-    below = torch.where(known, rows, h).flip(1).cummin(1).values.flip(1)
-    above, below = torch.where(above < 0, below, above), torch.where(below >= h, above, below)
-    t = ((rows - above) / (below - above).clamp_min(1)).unsqueeze(-1).to(values.dtype)
-
-    def take(r: Tensor) -> Tensor:
-        return values.gather(1, r.clamp(0, h - 1).unsqueeze(-1).expand_as(values))
-
-    filled = (1 - t) * take(above) + t * take(below)
-    weight = known.unsqueeze(-1).to(values.dtype)
-    mean = (values * weight).sum((1, 2), keepdim=True) / weight.sum((1, 2), keepdim=True).clamp_min(1)
-    empty = (above >= h).unsqueeze(-1)  # no known position in the whole column
-    return torch.where(known.unsqueeze(-1), values, torch.where(empty, mean, filled))
+def interpolate_holes(values: Tensor, known: Tensor) -> Tensor:
+    """``values`` [B, h, w, C] with every unknown position replaced by the mean of its known (or
+    already filled) 8-neighbours, filling holes from their border inwards, one ring per pass; a map
+    with no known position becomes zeros."""
+    b, h, w, c = values.shape
+    have = known.unsqueeze(1).to(values.dtype)
+    x = values.permute(0, 3, 1, 2) * have
+    ones = torch.ones(1, 1, 3, 3, dtype=values.dtype, device=values.device)
+    for _ in range(max(h, w)):
+        missing = have == 0
+        if not missing.any():
+            break
+        count = F.conv2d(have, ones, padding=1)
+        grow = missing & (count > 0)
+        if not grow.any():
+            break
+        total = F.conv2d(x, ones.expand(c, 1, 3, 3), padding=1, groups=c)
+        x = torch.where(grow, total / count.clamp_min(1), x)
+        have = torch.where(grow, torch.ones_like(have), have)
+    return x.permute(0, 2, 3, 1)
 
 
 def load_recovery(path: str | os.PathLike) -> tuple[RecoveryTransformer, str]:
@@ -200,6 +225,8 @@ def load_recovery(path: str | os.PathLike) -> tuple[RecoveryTransformer, str]:
     tensors, meta = load_weights(path)
     if meta.get("model") != "recovery":
         raise ModelError(f"{path} does not hold recovery-transformer weights")
+    if "scale" not in tensors:
+        raise ModelError(f"{path} holds recovery weights of an older design (they predicted indices, not decoder inputs); retrain them with codec train recovery")
     try:
         net = RecoveryTransformer(RecoveryConfig.from_dict(json.loads(meta["config"])))
         net.load_state_dict(tensors)

@@ -230,7 +230,11 @@ class VQGANCluster(VQGAN):
 
     def level_decode(self, indices: Tensor, level: int, size: tuple[int, int] | None = None) -> Tensor:
         """Images [B, 3, H, W] in [0, 1] of indices [B, h, w] at ``level``, cropped to ``size``."""
-        y = ((self.decoder(self.level(level).latent(indices)) + 1) / 2).clamp(0, 1)
+        return self.latent_decode(self.level(level).latent(indices), size)
+
+    def latent_decode(self, latent: Tensor, size: tuple[int, int] | None = None) -> Tensor:
+        """Images [B, 3, H, W] in [0, 1] of decoder inputs [B, z_channels, h, w], cropped to ``size``."""
+        y = ((self.decoder(latent) + 1) / 2).clamp(0, 1)
         return y if size is None else y[..., : size[0], : size[1]]
 
     def update(self) -> None:
@@ -243,14 +247,14 @@ class VQGANCluster(VQGAN):
         for lv in self.ladder:
             lv.check()
 
-    def compress(self, x: Tensor, level: int, features: Tensor | None = None, packet_rows: int | None = None) -> list[bytes]:
+    def compress(self, x: Tensor, level: int, features: Tensor | None = None, packets: resilient.PacketLayout | None = None) -> list[bytes]:
         """Entropy-coded indices of one image [1, 3, H, W] (sides multiples of ``pad_multiple``).
 
-        One stream, or with ``packet_rows`` one independently decodable packet per that many token rows.
+        One stream, or with ``packets`` one independently decodable stream per packet of that layout.
         """
         lv = self.level(level)
         idx = lv.indices(self.features(x) if features is None else features)[0]
-        return [lv.encode(idx)] if packet_rows is None else resilient.encode_packets(lv, idx, packet_rows)
+        return [lv.encode(idx)] if packets is None else resilient.encode_packets(lv, idx, packets)
 
     def decompress(
         self,
@@ -258,23 +262,27 @@ class VQGANCluster(VQGAN):
         height: int,
         width: int,
         level: int,
-        packet_rows: int | None = None,
+        packets: resilient.PacketLayout | None = None,
         recover: Callable[[Tensor, Tensor, int], Tensor] | None = None,
     ) -> Tensor:
         """Inverse of :meth:`compress`: the image [1, 3, height, width] in [0, 1].
 
-        With ``packet_rows``, ``None`` entries are lost packets: their indices are filled by
-        ``recover(indices, known, level)`` or, without it, naively (:func:`codec.resilient.naive_fill`).
+        With ``packets``, ``None`` entries are lost packets: the decoder input at their positions is
+        restored by ``recover(indices, known, level)`` (which returns the whole decoder input
+        [1, z_channels, h, w]) or, without it, taken from a naive fill
+        (:func:`codec.resilient.naive_fill`).
         """
         lv = self.level(level)
         h, w = math.ceil(height / self.pad_multiple), math.ceil(width / self.pad_multiple)
-        if packet_rows is None:
-            indices = lv.decode(strings[0], h, w)
+        if packets is None:
+            return self.level_decode(lv.decode(strings[0], h, w).unsqueeze(0).to(lv.codebook.device), level, (height, width))
+        indices, known = resilient.decode_packets(lv, strings, h, w, packets)
+        indices, known = indices.to(lv.codebook.device), known.to(lv.codebook.device)
+        if known.all() or recover is None:
+            latent = lv.latent(resilient.naive_fill(lv, indices, known).unsqueeze(0))
         else:
-            indices, known = resilient.decode_packets(lv, strings, h, w, packet_rows)
-            if not known.all():
-                indices = recover(indices, known, level) if recover is not None else resilient.naive_fill(lv, indices, known)
-        return self.level_decode(indices.unsqueeze(0).to(lv.codebook.device), level, (height, width))
+            latent = recover(indices, known, level)
+        return self.latent_decode(latent, (height, width))
 
     def uniform_bpp(self, level: int, height: int, width: int) -> float:
         """The paper's rate: log2(K) bits per index, per pixel of a ``height`` x ``width`` image."""

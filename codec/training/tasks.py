@@ -55,13 +55,13 @@ def parse_sizes(text: str) -> tuple[int, ...]:
 
 
 def read_config(path: str | Path) -> dict[str, dict[str, Any]]:
-    """A JSON training config: ``{"train": {TrainConfig fields}, "model": {architecture fields}}``."""
+    """A JSON training config: ``{"train": {TrainConfig fields}, "model": {architecture fields}, "loss": {task weights}}``."""
     try:
         config = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot read config {path}: {exc}") from None
-    if not isinstance(config, dict) or set(config) - {"train", "model"} or not all(isinstance(v, dict) for v in config.values()):
-        raise InputError(f"config {path} must be a JSON object with optional 'train' and 'model' objects")
+    if not isinstance(config, dict) or set(config) - {"train", "model", "loss"} or not all(isinstance(v, dict) for v in config.values()):
+        raise InputError(f"config {path} must be a JSON object with optional 'train', 'model' and 'loss' objects")
     return config
 
 
@@ -98,6 +98,12 @@ def make(
         if not isinstance(task, McQuicTask | VAEformerTask | VQGANTask | RecoveryTask):
             raise InputError(f"'model' settings are not supported for {model}")
         task.config = _replace(task.config, config["model"], "model")
+    for name, value in config.get("loss", {}).items():
+        if name not in getattr(task, "loss_settings", ()):
+            raise InputError(f"unknown loss setting {name!r} for {model}; known: {', '.join(getattr(task, 'loss_settings', ())) or 'none'}")
+        if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < float("inf"):
+            raise InputError(f"loss setting {name} must be a number >= 0, got {value!r}")
+        setattr(task, name, float(value))
     return task, cfg
 
 
