@@ -16,7 +16,7 @@ from codec.checkpoint import read_metadata, save_weights
 from codec.cli import main
 from codec.errors import CorruptStreamError, FormatError, InputError, ModelError
 from codec.models.recovery import TINY, RecoveryTransformer, interpolate_holes, load_recovery
-from codec.training.recovery import IndexCrops, RecoveryTask, packet_loss_mask, random_mask
+from codec.training.recovery import PIXEL_WEIGHT, IndexCrops, RecoveryTask, packet_loss_mask, random_mask
 
 
 @pytest.fixture(scope="module")
@@ -311,11 +311,13 @@ def test_train_recovery_tiny(tiny_ladder, tmp_path, capsys):
     meta = read_metadata(out / "model.safetensors")
     assert meta["model"] == "recovery" and meta["ladder_hash"] == registry.load("vqgan", 1, tiny_ladder).weights_hash
     assert 0.0 <= json.loads(meta["validation"])["index_acc"] <= 1.0
+    assert json.loads(meta["loss"])["pixel_weight"] == PIXEL_WEIGHT
     config = tmp_path / "loss.json"
     for weight, code in ((0, 0), (-1, 1), ("x", 1)):  # no pixel term; invalid weights are refused in one line
         config.write_text(json.dumps({"loss": {"pixel_weight": weight}}))
         assert main(args[:-5] + ["--out", str(tmp_path / f"run{weight}"), "--config", str(config), "--no-progress", "--threads", "1", "--steps", "2"]) == code
     assert json.loads((tmp_path / "run0" / "log.jsonl").read_text().splitlines()[0])["pixel"] == 0
+    assert json.loads(read_metadata(tmp_path / "run0" / "model.safetensors")["loss"])["pixel_weight"] == 0
     assert "pixel_weight must be a number >= 0" in capsys.readouterr().err
     # the full configuration does not fit a tiny ladder: one line, before any data is read
     assert main(args[:2] + args[4:] + ["--steps", "1"]) == 1

@@ -219,5 +219,6 @@ class RecoveryTask:
         """No entropy model."""
 
     def export_metadata(self) -> dict[str, Any]:
-        """Model name, configuration and the weights hash of the ladder it was trained on."""
-        return {"model": self.name, "config": self.config.to_dict(), "ladder_hash": self._ladder_hash or ""}
+        """Model name, configuration, loss weights and the weights hash of the ladder it was trained on."""
+        return {"model": self.name, "config": self.config.to_dict(), "ladder_hash": self._ladder_hash or "",
+                "loss": {"ce_weight": CE_WEIGHT, "pixel_weight": self.pixel_weight}}
