@@ -37,6 +37,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from _common import KODAK_DIR, REPO_ROOT, RESULTS_DIR, load_rgb  # noqa: E402
 from torch import Tensor  # noqa: E402
+from kodak import psnr  # noqa: E402
 from vqgan_kodak import quality  # noqa: E402
 
 sys.path.insert(0, str(REPO_ROOT))
@@ -65,11 +66,6 @@ def decoded(model: VQGANCluster, latent: Tensor, shape: tuple[int, ...]) -> np.n
 def interpolated(lv: LadderLevel, indices: Tensor, known: Tensor) -> Tensor:
     """Decoder input [1, C, h, w]: lost positions interpolated from their received neighbours."""
     return interpolate_holes(lv.latent(indices[None]).permute(0, 2, 3, 1), known[None]).permute(0, 3, 1, 2)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR (dB) of two different uint8 images."""
-    return 10 * float(np.log10(255.0**2 / np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)))
 
 
 def _mean(values: list[float]) -> float:

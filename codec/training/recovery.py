@@ -32,8 +32,7 @@ from torch import Tensor, nn
 from .. import registry
 from ..data import list_images, load_rgb
 from ..errors import InputError
-from ..models.recovery import RecoveryConfig, RecoveryTransformer
-from ..models.recovery import interpolate_holes
+from ..models.recovery import RecoveryConfig, RecoveryTransformer, interpolate_holes
 from ..resilient import LATTICE, PacketLayout
 
 VALIDATION_LAYOUT = PacketLayout(2, LATTICE)  # packets of the validation's simulated losses
