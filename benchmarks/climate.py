@@ -5,13 +5,16 @@ variable, one in ten single-field variables), read in physical units from the or
 For every field and every shipped quality, the codec's record (plus its deflated missing-value
 mask, counted as the baselines count theirs) gives bytes and RMSE; each baseline is then tuned to
 the same RMSE (``match_rmse``) and its bytes recorded.  The error-bounded mode runs at bounds of
-``--bounds`` x the field's standard deviation, side by side with SZ3 at the same absolute bound.
+``--bounds`` x the field's standard deviation, side by side with SZ3 at the same absolute bound, on
+the network's own levels (a refinement quality with a bound is its finest level with the tighter one).
+A refinement quality (q4, q5: every point within k field standard deviations) is also compared with
+SZ3 at the same pointwise bound.
 Ratios are against float32 (4 bytes per grid point).  Throughput of ``codec.encode``/``decode`` on
 a whole file runs in a subprocess (its own peak RSS).
 
 Usage (from the repository root)::
 
-    python benchmarks/climate.py                         # all files, qualities 1-3
+    python benchmarks/climate.py                         # all files, every shipped quality
     python benchmarks/climate.py --files monthly_navy_winds.cdf --qualities 2
 """
 
@@ -90,14 +93,18 @@ def evaluate(items: list[dict], qualities: list[int], bounds: list[float]) -> li
             field = item["field"]
             base = {"file": item["file"], "variable": item["variable"], "index": item["index"], "raw_bytes": 4 * field.size}
             ours = run_ours(item, coder, None)
-            rows.append({**base, "method": "vaeformer", "setting": f"q{q}", **ours})
+            relative = {} if coder.relative_bound is None else {"bound": coder.relative_bound * ours["std"]}
+            rows.append({**base, "method": "vaeformer", "setting": f"q{q}", **relative, **ours})
+            if relative:  # a refinement quality bounds every point: SZ3 at the same bound too
+                r = cb.sz3(field, relative["bound"])
+                rows.append({**base, "method": "sz3 (bound)", "setting": f"E={coder.relative_bound}sd", **relative, "bytes": r.nbytes, **errors(field, r.recon.astype(np.float64))})
             for name in BASELINES:
                 try:
                     r = cb.match_rmse(name, field, ours["rmse"])
                 except ValueError:
                     continue
                 rows.append({**base, "method": name, "setting": f"=q{q}", "bytes": r.nbytes, **errors(field, r.recon.astype(np.float64))})
-            for c in bounds:
+            for c in bounds if coder.relative_bound is None else ():  # a refinement quality's bounded rows repeat q3's
                 bound = c * ours["std"]
                 rows.append({**base, "method": "vaeformer+bound", "setting": f"q{q} E={c}sd", "bound": bound, **run_ours(item, coder, bound)})
                 if q == qualities[0]:

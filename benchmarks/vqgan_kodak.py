@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -29,10 +28,10 @@ import imagecodecs  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from pytorch_msssim import ms_ssim  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from _common import KODAK_DIR, RESULTS_DIR, REPO_ROOT, load_rgb  # noqa: E402
+from kodak import msssim, psnr  # noqa: E402
 
 sys.path.insert(0, str(REPO_ROOT))
 import codec  # noqa: E402
@@ -46,10 +45,8 @@ CLASSICAL = (
 
 
 def quality(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """PSNR (dB) and MS-SSIM of two uint8 [H, W, 3] images."""
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    ta, tb = (torch.tensor(v).permute(2, 0, 1)[None].float() for v in (a, b))
-    return 10 * math.log10(255.0**2 / mse), float(ms_ssim(ta, tb, data_range=255.0))
+    """PSNR (dB) and MS-SSIM of two uint8 [H, W, 3] images, as ``kodak.py`` measures them."""
+    return psnr(a, b), msssim(a, b)
 
 
 def run_vqgan(images: dict[str, np.ndarray], weights: str | None) -> list[dict]:

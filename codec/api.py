@@ -388,6 +388,7 @@ def _climate_info(c: container.Container, size: int) -> dict:
         "model": c.model.get("name"),
         "quality": c.model.get("quality"),
         "weights_hash": c.model.get("weights_hash"),
+        "relative_error_bound": c.meta.get("relative_error_bound"),
         "bytes": size,
         "float32_bytes": raw,
         "compression_ratio": raw / size,

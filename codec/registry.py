@@ -44,14 +44,14 @@ class ModelSpec:
     description: str
     build: Callable[[dict], nn.Module]
     default_quality: int
-    ladder_key: str | None = None  # ladder models: the config list with one entry per level; the quality picks one
+    ladder_keys: tuple[str, ...] = ()  # ladder models: the config lists whose entries are its levels; the quality picks one
     packets: bool = False  # can write resilient files of independently decodable packets (--packet-rows)
     recovery: str | None = None  # shipped lost-index recovery weights (file in CHECKPOINTS), if any
 
     @property
     def ladder(self) -> bool:
         """One file holds every level (the quality picks one at coding time)."""
-        return self.ladder_key is not None
+        return bool(self.ladder_keys)
 
 
 @dataclass(frozen=True)
@@ -97,7 +97,8 @@ def checkpoint_path(name: str, quality: int) -> Path:
 def ladder_levels(spec: ModelSpec, path: str | Path) -> int:
     """Number of levels in a ladder model's weights file (from its metadata, without loading tensors)."""
     try:
-        return len(json.loads(read_metadata(path).get("config", "{}")).get(spec.ladder_key, []))
+        config = json.loads(read_metadata(path).get("config", "{}"))
+        return sum(len(config.get(key, [])) for key in spec.ladder_keys)
     except (ValueError, AttributeError, TypeError):
         raise ModelError(f"{path} has no valid ladder configuration") from None
 
@@ -209,7 +210,7 @@ register(
         description="McQuic multi-codebook VQ image codec (fast, no context model)",
         build=lambda cfg: McQuic(McQuicConfig.from_dict(cfg)),
         default_quality=2,
-        ladder_key="groups",
+        ladder_keys=("groups",),
     )
 )
 
@@ -230,7 +231,7 @@ register(
         description="VAEformer transformer VAE with hyperprior for 2-D climate fields (CRA5)",
         build=lambda cfg: VAEformer(VAEformerConfig.from_dict(cfg)),
         default_quality=3,
-        ladder_key="rates",
+        ladder_keys=("rates", "refinements"),
     )
 )
 
@@ -251,7 +252,7 @@ register(
         description="VQGAN-cluster: extreme compression (<0.05 bpp), K-means codebook ladder, learned index prior",
         build=lambda cfg: VQGANCluster(VQGANClusterConfig.from_dict(cfg)),
         default_quality=5,
-        ladder_key="sizes",
+        ladder_keys=("sizes",),
         packets=True,
         recovery="vqgan-recovery.safetensors",
     )

@@ -190,6 +190,16 @@ def test_quality_picks_a_level_of_one_weights_file(era5, vf_weights):
         codec.encode(era5, weights=vf_weights, quality=6)
 
 
+def test_refinement_quality_bounds_each_field_by_its_std(era5, vf_weights):
+    """Quality 5 (level 3 + residual at 0.25 std): every field of the decoded file is within 0.25 of its std."""
+    data = codec.encode(era5, weights=vf_weights, quality=5)
+    assert codec.info(data)["relative_error_bound"] == 0.25 and codec.info(codec.encode(era5, weights=vf_weights, quality=3))["relative_error_bound"] is None
+    a, b = xr.open_dataset(era5), codec.decode(data, weights=vf_weights)
+    fields = [(a.t.values[i, j], b.t.values[i, j]) for i in range(2) for j in range(3)] + [(a.sst.values, b.sst.values)]
+    for x, y in fields:
+        assert np.nanmax(np.abs(y - x)) <= 0.25 * np.nanstd(x) * (1 + 1e-5)
+
+
 def test_xarray_backend_entrypoint(era5, vf_weights, tmp_path):
     cra = tmp_path / "x.cra"
     cra.write_bytes(codec.encode(era5, weights=vf_weights))

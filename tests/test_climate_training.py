@@ -81,3 +81,19 @@ def test_quality_is_not_a_training_option(climate_dir, tmp_path, capsys):
     code = main(["train", "vaeformer", "--preset", "tiny", "--quality", "2", "--data", str(climate_dir), "--out", str(tmp_path / "run"), "--no-progress"])
     err = capsys.readouterr().err
     assert code == 1 and "every quality level" in err and len(err.strip().splitlines()) == 1
+
+
+def test_config_sets_the_network_levels_and_refinements(climate_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"model": {"rates": [4.0, 1.0], "refinements": [0.3]}}))
+    args = ["train", "vaeformer", "--preset", "tiny", "--data", str(climate_dir), "--out", str(tmp_path / "run"), "--no-progress", "--threads", "1"]
+    assert main([*args, "--config", str(config)]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {f"ratio_q{q}" for q in (1, 2, 3)} <= set(result["validation"]) and "ratio_q4" not in result["validation"]
+    data = codec.encode(climate_dir / "winds.nc", weights=tmp_path / "run" / "model.safetensors", quality=3)
+    assert codec.info(data)["relative_error_bound"] == 0.3
+    config.write_text(json.dumps({"model": {"refinements": [0.2, 0.4]}}))
+    assert main([*args, "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "refinements must be positive, distinct and descending" in err and len(err.strip().splitlines()) == 1

@@ -70,3 +70,32 @@ def test_gaussian_rate_follows_the_scale():
     assert sizes[0] < sizes[1] < sizes[2]
     # 32 -> ~7 bits per value for a unit-bin discretized Gaussian (0.5*log2(2*pi*e*32^2))
     assert abs(8 * sizes[2] / 4000 - 0.5 * np.log2(2 * np.pi * np.e * 32**2)) < 0.2
+
+
+def test_gaussian_code_lengths_predict_the_stream_size():
+    """code_lengths (used to pick tables) counts what encode spends, escapes included, to within the coder's overhead."""
+    rng = np.random.default_rng(3)
+    tables = gaussian.default_tables()
+    values = np.concatenate([rng.laplace(0, 2, 4000).round(), [5000, -70000]]).astype(np.int64)
+    indexes = rng.integers(5, 30, values.size)
+    bits = tables.code_lengths(values, indexes)
+    assert bits[-2:].min() > gaussian.ESCAPE_BITS  # escapes pay the raw 32 bits on top of the escape symbol
+    size = 8 * len(gaussian.encode(values, indexes, tables))
+    assert bits.sum() <= size <= bits.sum() + 64
+
+
+def test_residual_tiles_take_the_cheapest_table():
+    """Heavy-tailed residuals (mostly zeros, a few large values) cost fewer bits than with the RMS-fitted Gaussian."""
+    from codec.climate import errorbound
+
+    rng = np.random.default_rng(4)
+    q = np.where(rng.random((48, 64)) < 0.97, 0, rng.integers(-6, 7, (48, 64))).astype(np.int64)
+    valid = np.ones(q.shape, bool)
+    ids = errorbound._tile_ids(q.shape)[valid]
+    tables = gaussian.default_tables()
+    chosen = errorbound._tile_scales(q[valid], ids, 12, tables)
+    energy = np.bincount(ids, weights=q[valid].astype(float) ** 2, minlength=12) / np.bincount(ids, minlength=12)
+    fitted = tables.scale_index(np.sqrt(energy))
+    assert tables.code_lengths(q[valid], chosen[ids]).sum() < tables.code_lengths(q[valid], fitted[ids]).sum()
+    data = errorbound._code_integers(q, valid)
+    np.testing.assert_array_equal(errorbound._decode_integers(data, q.shape, valid), q)

@@ -45,7 +45,7 @@ def test_forward_any_size_and_backward():
     loss.backward()
     assert all(p.grad is not None for p in net.embed.parameters())
     # only the trained level's step and embeddings learn from this batch
-    assert net.log_steps.grad[1].abs().sum() > 0 and net.log_steps.grad[[0, 2, 3, 4]].abs().sum() == 0
+    assert net.log_steps.grad[1].abs().sum() > 0 and net.log_steps.grad[[0, 2]].abs().sum() == 0
     assert net.level_embed_dec.grad[1].abs().sum() > 0 and net.level_embed_dec.grad[0].abs().sum() == 0
 
 
@@ -69,11 +69,11 @@ def test_update_freezes_the_steps_used_for_bytes():
     field = smooth_field(seed=4, nan_block=False)
     spec = fieldcodec.FieldSpec(field.shape, np.dtype("float32"))
     with torch.inference_mode():
-        before = fieldcodec.encode(net.at_level(4), field, spec)[0]
+        before = fieldcodec.encode(net.at_level(2), field, spec)[0]
         net.log_steps.add_(1.0)  # training moves the steps ...
-        assert fieldcodec.encode(net.at_level(4), field, spec)[0] == before  # ... bytes follow only after update()
+        assert fieldcodec.encode(net.at_level(2), field, spec)[0] == before  # ... bytes follow only after update()
         net.update()
-        assert fieldcodec.encode(net.at_level(4), field, spec)[0] != before
+        assert fieldcodec.encode(net.at_level(2), field, spec)[0] != before
     torch.testing.assert_close(net.steps, net.log_steps.double().exp())
 
 
@@ -87,6 +87,54 @@ def test_level_out_of_range(tiny_net, level):
 def test_rates_must_be_positive(rates):
     with pytest.raises(ValueError, match="rates"):
         VAEformer(dataclasses.replace(TINY, rates=rates))
+
+
+@pytest.mark.parametrize("refinements", [(0.0,), (0.2, 0.4), (0.3, 0.3), (float("nan"),), (-0.1,)])
+def test_refinements_must_be_positive_and_descending(refinements):
+    with pytest.raises(ValueError, match="refinements"):
+        VAEformer(dataclasses.replace(TINY, refinements=refinements))
+
+
+def test_refinement_qualities_bound_every_point_relative_to_the_field(tiny_net):
+    """Qualities 4 and 5 keep level 3 and add its residual: |error| <= k * std everywhere, more bytes, less error."""
+    field = smooth_field(seed=9)
+    std = float(np.nanstd(field))
+    valid = ~np.isnan(field)
+    spec = fieldcodec.FieldSpec(field.shape, np.dtype("float32"))
+    sizes, errors = [], []
+    with torch.inference_mode():
+        for quality in (3, 4, 5):
+            coder = tiny_net.at_level(quality)
+            record, recon = fieldcodec.encode(coder, field, spec)
+            np.testing.assert_array_equal(fieldcodec.decode(coder, record, spec, valid), recon)
+            err = np.abs(recon.astype(np.float32) - field)[valid]  # as a float32 variable stores it
+            if coder.relative_bound is not None:
+                assert coder.level == 3 and err.max() <= coder.relative_bound * std
+            sizes.append(len(record))
+            errors.append(float(np.sqrt(np.mean(err**2))))
+    assert [tiny_net.at_level(q).relative_bound for q in (4, 5)] == list(TINY.refinements)
+    assert sizes == sorted(sizes) and errors == sorted(errors, reverse=True)
+
+
+@pytest.mark.parametrize("absolute", [0.05, 100.0])
+def test_refinement_and_absolute_bound_take_the_tighter(tiny_net, absolute):
+    field = smooth_field(seed=10)
+    coder = tiny_net.at_level(5)
+    bound = min(absolute, coder.relative_bound * float(np.nanstd(field)))
+    spec = fieldcodec.FieldSpec(field.shape, np.dtype("float32"), bound=absolute)
+    with torch.inference_mode():
+        record, recon = fieldcodec.encode(coder, field, spec)
+        out = fieldcodec.decode(coder, record, spec, ~np.isnan(field))
+    np.testing.assert_array_equal(out, recon)
+    assert np.nanmax(np.abs(out.astype(np.float32) - field)) <= bound
+    assert np.nanmax(np.abs(out - field)) > 0.5 * bound  # the bound used is not needlessly tight
+
+
+def test_configs_without_refinements_keep_their_levels():
+    """Weights from before refinements existed: every quality is a network level, as when they were made."""
+    old = {k: v for k, v in TINY.to_dict().items() if k != "refinements"} | {"rates": [8.0, 4.0, 2.0, 1.0, 0.5]}
+    net = VAEformer(VAEformerConfig.from_dict(old))
+    assert net.levels == net.network_levels == 5 and net.at_level(5).relative_bound is None
 
 
 def test_longitude_is_periodic():

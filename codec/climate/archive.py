@@ -181,13 +181,16 @@ def encode(
     for i, var in enumerate(source.variables):
         streams.append((f"v{i}", b"".join(chunks[i])))
         described.append({"variable": var.to_json(), "max_abs_error_bound": errorbound.bound_for(bounds, var.name), "errors": stats[i].to_json()})
+    meta = {"variables": len(described)}
+    if net.relative_bound is not None:  # a refinement quality: every point within this many field std
+        meta["relative_error_bound"] = net.relative_bound
     head = [
         ("skeleton", source.skeleton()),
         ("variables", variables_stream(described)),
         ("masks", masks.stream()),
     ]
     return container.pack(
-        container.Container(kind="climate", model=model_id, shape=[max(total, 1)], dtype="float32", streams=head + streams, meta={"variables": len(described)})
+        container.Container(kind="climate", model=model_id, shape=[max(total, 1)], dtype="float32", streams=head + streams, meta=meta)
     )
 
 

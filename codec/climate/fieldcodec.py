@@ -7,6 +7,9 @@ Record layout (little-endian)::
     z, y                   the VAEformer's hyper-latent and latent bytes
     r                      residual bytes of the error bound (empty without a bound)
 
+A field's bound is the smaller of the variable's absolute bound (``--max-abs-error``) and, at a
+refinement quality, the quality's relative bound times the field's ``std`` as stored in the record.
+
 The network sees the field normalized to zero mean and unit variance (missing points set to 0)
 together with its validity mask, so one model serves every variable and unit.
 """
@@ -69,9 +72,16 @@ def encode(net: LevelCoder, field: np.ndarray, spec: FieldSpec) -> tuple[bytes, 
     z, y = net.compress(network_input(field, mean, std))
     recon = _reconstruct(net, z, y, mean, std, ~np.isnan(field))
     r = b""
-    if spec.bound is not None:
-        r, recon = errorbound.encode(field, recon, spec.bound, spec.packing, spec.dtype, spec.int_range)
+    bound = field_bound(net, spec, std)
+    if bound is not None:
+        r, recon = errorbound.encode(field, recon, bound, spec.packing, spec.dtype, spec.int_range)
     return _HEAD.pack(mean, std, len(z), len(y), len(r)) + z + y + r, recon
+
+
+def field_bound(net: LevelCoder, spec: FieldSpec, std: float) -> float | None:
+    """The pointwise bound of one field: the tighter of ``spec.bound`` and the quality's ``relative_bound * std``."""
+    bounds = [b for b in (spec.bound, None if net.relative_bound is None else net.relative_bound * std) if b is not None]
+    return min(bounds) if bounds else None
 
 
 def _reconstruct(net: LevelCoder, z: bytes, y: bytes, mean: float, std: float, valid: np.ndarray) -> np.ndarray:
@@ -93,6 +103,7 @@ def decode(net: LevelCoder, record: bytes, spec: FieldSpec, valid: np.ndarray) -
     z = record[_HEAD.size : _HEAD.size + lz]
     y = record[_HEAD.size + lz : _HEAD.size + lz + ly]
     recon = _reconstruct(net, z, y, mean, std, valid)
-    if spec.bound is None:
+    bound = field_bound(net, spec, std)
+    if bound is None:
         return recon
-    return errorbound.decode(record[_HEAD.size + lz + ly :], recon, valid, spec.bound, spec.packing, spec.dtype, spec.int_range)
+    return errorbound.decode(record[_HEAD.size + lz + ly :], recon, valid, bound, spec.packing, spec.dtype, spec.int_range)

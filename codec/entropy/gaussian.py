@@ -42,6 +42,20 @@ class GaussianTables:
         tail = torch.clamp(1.0 - pmf.sum(), min=1e-9).reshape(1)
         return frequencies_to_table(torch.cat([pmf, tail])).numpy()
 
+    def code_lengths(self, values: np.ndarray, indexes: np.ndarray) -> np.ndarray:
+        """Bits :func:`encode` spends on each integer of ``values`` with the table at each of ``indexes`` (escapes included)."""
+        values = np.asarray(values, dtype=np.int64).ravel()
+        indexes = np.asarray(indexes, dtype=np.int64).ravel()
+        bits = np.empty(values.shape, np.float64)
+        for i in np.unique(indexes):
+            sel = indexes == i
+            r = int(self.radius[i])
+            v = values[sel]
+            escaped = np.abs(v) > r
+            table_bits = -np.log2(table_to_probabilities(self.freqs[i]).astype(np.float64))
+            bits[sel] = table_bits[np.where(escaped, 2 * r + 1, v + r)] + ESCAPE_BITS * escaped
+        return bits
+
     def scale_index(self, scales: np.ndarray | torch.Tensor) -> np.ndarray:
         """Index of the smallest table scale >= each given scale (clamped to the table)."""
         s = scales.detach().cpu().numpy() if isinstance(scales, torch.Tensor) else np.asarray(scales)

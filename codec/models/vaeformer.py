@@ -12,7 +12,11 @@ with a pixel shuffle.  Every convolution pads longitude periodically and latitud
 One network serves every rate: a ladder of levels (the qualities, coarsest first), each with its own
 learned per-channel quantization step of the latent and an embedding added to the encoder's and the
 decoder's tokens, trained together with a rate-distortion trade-off per level (gain units, Cui et
-al., CVPR 2021).
+al., CVPR 2021).  Above the network's finest level, *refinement* qualities keep that level and add
+its residual, quantized uniformly so that every point is within ``k`` standard deviations of the
+field (:mod:`codec.climate.errorbound`): at high rates a transform's decoder stops turning latent
+precision into accuracy, while a residual layer costs about one bit per point per halving of the
+error.
 
 Split as in CompressAI: :meth:`VAEformer.forward` returns the reconstruction and likelihoods for
 training (CompressAI's ``EntropyBottleneck`` / ``GaussianConditional``); :meth:`VAEformer.compress`
@@ -54,7 +58,15 @@ class VAEformerConfig:
     latent_channels: int = 48
     hyper_channels: int = 64
     hyper_latent_channels: int = 32
-    rates: tuple[float, ...] = (8.0, 4.0, 2.0, 1.0, 0.5)  # initial latent quantization step of each level, coarsest first
+    rates: tuple[float, ...] = (8.0, 4.0, 2.0)  # initial latent quantization step of each network level, coarsest first
+    # qualities above the network's levels: its finest level plus the residual, bounded pointwise by k
+    # standard deviations of the field, for each k here (descending)
+    refinements: tuple[float, ...] = (0.4, 0.25)
+
+    def __post_init__(self) -> None:
+        ks = self.refinements
+        if not all(math.isfinite(k) and k > 0 for k in ks) or list(ks) != sorted(set(ks), reverse=True):
+            raise ValueError(f"refinements must be positive, distinct and descending (in field standard deviations), got {list(ks)}")
 
     def to_dict(self) -> dict:
         """JSON-serializable form (stored in checkpoints)."""
@@ -62,12 +74,15 @@ class VAEformerConfig:
         d["patch_kernel"] = list(self.patch_kernel)
         d["windows"] = [list(w) for w in self.windows]
         d["rates"] = list(self.rates)
+        d["refinements"] = list(self.refinements)
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> VAEformerConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are rejected."""
+        """Inverse of :meth:`to_dict`; unknown keys are rejected.  Configs without ``refinements`` (files
+        from before they existed) have none."""
         d = dict(d)
+        d["refinements"] = tuple(float(k) for k in d.get("refinements", ()))
         if "patch_kernel" in d:
             d["patch_kernel"] = tuple(int(k) for k in d["patch_kernel"])
         if "windows" in d:
@@ -245,19 +260,27 @@ class VAEformer(nn.Module):
         self.register_buffer("steps", torch.tensor(cfg.rates, dtype=torch.float64)[:, None].repeat(1, cfg.latent_channels))
 
     @property
-    def levels(self) -> int:
-        """Number of rate levels (qualities 1..levels, coarsest first)."""
+    def network_levels(self) -> int:
+        """Number of the network's own rate levels (coarsest first)."""
         return len(self.config.rates)
 
+    @property
+    def levels(self) -> int:
+        """Number of qualities: the network's levels, then its refinements."""
+        return self.network_levels + len(self.config.refinements)
+
     def _level_index(self, level: int) -> int:
-        if not 1 <= level <= self.levels:
-            raise ValueError(f"level must be in 1..{self.levels}, got {level}")
+        if not 1 <= level <= self.network_levels:
+            raise ValueError(f"network level must be in 1..{self.network_levels}, got {level}")
         return level - 1
 
-    def at_level(self, level: int) -> LevelCoder:
-        """The byte coder of one rate level (what the climate file format calls a quality)."""
-        self._level_index(level)
-        return LevelCoder(self, level)
+    def at_level(self, quality: int) -> LevelCoder:
+        """The byte coder of one quality: a network level, or (above them) the finest level plus a bounded residual."""
+        if not 1 <= quality <= self.levels:
+            raise ValueError(f"level must be in 1..{self.levels}, got {quality}")
+        if quality <= self.network_levels:
+            return LevelCoder(self, quality)
+        return LevelCoder(self, self.network_levels, self.config.refinements[quality - self.network_levels - 1])
 
     @property
     def out_channels(self) -> int:
@@ -365,10 +388,15 @@ class VAEformer(nn.Module):
 
 @dataclass(frozen=True)
 class LevelCoder:
-    """One rate level of a :class:`VAEformer`: the bytes interface the climate records use."""
+    """One quality of a :class:`VAEformer`: the bytes interface the climate records use.
+
+    ``relative_bound`` (refinement qualities): every point is coded to within this many standard
+    deviations of its field, by the residual coder of :mod:`codec.climate.errorbound`.
+    """
 
     net: VAEformer
     level: int
+    relative_bound: float | None = None
 
     def compress(self, x: Tensor) -> tuple[bytes, bytes]:
         """:meth:`VAEformer.compress` at this level."""
