@@ -97,5 +97,25 @@ def test_residual_tiles_take_the_cheapest_table():
     energy = np.bincount(ids, weights=q[valid].astype(float) ** 2, minlength=12) / np.bincount(ids, minlength=12)
     fitted = tables.scale_index(np.sqrt(energy))
     assert tables.code_lengths(q[valid], chosen[ids]).sum() < tables.code_lengths(q[valid], fitted[ids]).sum()
-    data = errorbound._code_integers(q, valid)
-    np.testing.assert_array_equal(errorbound._decode_integers(data, q.shape, valid), q)
+    predictor, data = errorbound._code_integers(q, valid)
+    assert predictor == 0  # independent values: no western prediction
+    np.testing.assert_array_equal(errorbound._decode_integers(data, q.shape, valid, predictor), q)
+
+
+def test_correlated_residuals_are_predicted_from_the_west():
+    """A residual correlated along longitude picks a western weight, costs fewer bytes, and decodes exactly (holes too)."""
+    from codec.climate import errorbound
+
+    rng = np.random.default_rng(5)
+    smooth = np.cumsum(rng.normal(0, 1, (40, 90)), axis=1) * 0.6
+    q = np.rint(smooth - smooth.mean(1, keepdims=True)).astype(np.int64)
+    valid = np.ones(q.shape, bool)
+    valid[10:20, 30:50] = False
+    q[~valid] = 0
+    predictor, data = errorbound._code_integers(q, valid)
+    assert predictor > 0
+    np.testing.assert_array_equal(errorbound._decode_integers(data, q.shape, valid, predictor), q)
+    tables = gaussian.default_tables()
+    ids = errorbound._tile_ids(q.shape)[valid]
+    unpredicted = tables.code_lengths(q[valid], errorbound._tile_scales(q[valid], ids, 18, tables)[ids]).sum()
+    assert 8 * len(data) < 0.8 * unpredicted

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -237,6 +239,25 @@ def test_corrupt_records_raise(tiny):
         for bad in (record[:10], record[:-3], record + b"x"):
             with pytest.raises(CorruptStreamError):
                 fieldcodec.decode(tiny, bad, spec, valid)
+
+
+def test_residual_streams_without_a_predictor_still_decode(tiny):
+    """A residual whose leading byte has no predictor (files from before it existed) decodes as coded then."""
+    from codec.entropy import gaussian
+
+    field = smooth_field(seed=11)
+    valid = ~np.isnan(field)
+    with torch.inference_mode():
+        _, recon = fieldcodec.encode(tiny, field, fieldcodec.FieldSpec(field.shape, np.dtype("float32")))  # the network alone
+    q = np.where(valid, np.rint((np.nan_to_num(field) - np.nan_to_num(recon)) / 0.1), 0).astype(np.int64)
+    ids = errorbound._tile_ids(q.shape)[valid]
+    tiles = np.full(int(np.prod(errorbound._tiles(q.shape))), 20, np.uint8)
+    head = zlib.compress(tiles.tobytes())
+    old = bytes([0]) + struct.pack("<I", 0) + struct.pack("<I", len(head)) + head + gaussian.encode(q[valid], tiles[ids], gaussian.default_tables())
+    out = errorbound.decode(old, recon, valid, 0.05, None, np.dtype("float32"))
+    np.testing.assert_allclose(out[valid], (recon + q * 0.1)[valid])
+    with pytest.raises(CorruptStreamError, match="predictor"):
+        errorbound.decode(bytes([0xF0]) + old[1:], recon, valid, 0.05, None, np.dtype("float32"))
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,12 @@ tables whose scale is chosen per 16 x 16 tile (the one that codes the tile in th
   break the bound (only when ``E`` is near that dtype's resolution), or whose residual exceeds
   2^30 steps, are stored exactly.  A leading byte tells the decoder which path a field took.
 
+The quantized residual is correlated between neighbours (the network misses features larger than
+a point), so each value may be predicted from its western neighbour's, ``rho * q[west]`` rounded
+(``rho`` from :data:`WEST_WEIGHTS`, the one that costs fewest bits, chosen per field); the first
+column has no western neighbour.  The weight's index shares the leading byte with the path (high
+nibble; 0 = no prediction, as in files from before the predictor existed).
+
 Missing points (NaN) are skipped: they are restored from the mask, not from the residual.
 """
 
@@ -30,6 +36,7 @@ from ..errors import CorruptStreamError
 
 TILE = 16
 SCALE_SEARCH = 6  # table steps searched on either side of a tile's fitted scale
+WEST_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)  # candidate weights of the western neighbour's residual
 _U32 = struct.Struct("<I")
 
 
@@ -80,17 +87,42 @@ def _tile_scales(values: np.ndarray, ids: np.ndarray, n_tiles: int, tables: gaus
     return candidates[np.arange(n_tiles), np.argmin(cost, 1)]
 
 
-def _code_integers(q: np.ndarray, valid: np.ndarray) -> bytes:
-    """Entropy-code integer residuals ``q`` at ``valid`` points with a per-tile Gaussian scale."""
+def _west_prediction_error(q: np.ndarray, rho: float) -> np.ndarray:
+    """``q`` minus ``rho`` times its western neighbour, rounded (0 west of the first column)."""
+    west = np.zeros_like(q)
+    west[:, 1:] = q[:, :-1]
+    return q - np.rint(rho * west).astype(np.int64)
+
+
+def _undo_west_prediction(d: np.ndarray, valid: np.ndarray, rho: float) -> np.ndarray:
+    """Inverse of :func:`_west_prediction_error` (0 at missing points), one column at a time."""
+    q = np.zeros_like(d)
+    west = np.zeros(d.shape[0], np.int64)
+    for j in range(d.shape[1]):  # each column depends on the one before; vectorized down the column
+        q[:, j] = np.where(valid[:, j], d[:, j] + np.rint(rho * west).astype(np.int64), 0)
+        west = q[:, j]
+    return q
+
+
+def _code_integers(q: np.ndarray, valid: np.ndarray) -> tuple[int, bytes]:
+    """Entropy-code integer residuals ``q`` (0 at missing points) at ``valid`` points with a per-tile
+    Gaussian scale, after the western prediction that costs fewest bits; returns its index and the bytes."""
     tables = gaussian.default_tables()
     ids = _tile_ids(q.shape)[valid]
-    values = q[valid].astype(np.int64)
-    tile_index = _tile_scales(values, ids, int(np.prod(_tiles(q.shape))), tables).astype(np.uint8)
+    n_tiles = int(np.prod(_tiles(q.shape)))
+    errors = [_west_prediction_error(q, rho)[valid] for rho in WEST_WEIGHTS]
+    costs = []
+    for e in errors:  # compared with RMS-fitted tables; only the winner gets the table search
+        energy = np.bincount(ids, weights=e.astype(np.float64) ** 2, minlength=n_tiles) / np.maximum(np.bincount(ids, minlength=n_tiles), 1)
+        costs.append(tables.code_lengths(e, tables.scale_index(np.sqrt(energy))[ids]).sum())
+    predictor = int(np.argmin(costs))
+    values = errors[predictor]
+    tile_index = _tile_scales(values, ids, n_tiles, tables).astype(np.uint8)
     head = zlib.compress(tile_index.tobytes(), 9)
-    return _U32.pack(len(head)) + head + gaussian.encode(values, tile_index[ids], tables)
+    return predictor, _U32.pack(len(head)) + head + gaussian.encode(values, tile_index[ids], tables)
 
 
-def _decode_integers(data: bytes, shape: tuple[int, int], valid: np.ndarray) -> np.ndarray:
+def _decode_integers(data: bytes, shape: tuple[int, int], valid: np.ndarray, predictor: int) -> np.ndarray:
     tables = gaussian.default_tables()
     n_tiles = int(np.prod(_tiles(shape)))
     if len(data) < _U32.size:
@@ -103,9 +135,9 @@ def _decode_integers(data: bytes, shape: tuple[int, int], valid: np.ndarray) -> 
         raise CorruptStreamError("residual tile table is corrupt") from None
     if tile_index.size != n_tiles or np.any(tile_index >= len(tables.scales)):
         raise CorruptStreamError("residual tile table does not match the field")
-    q = np.zeros(shape, np.int64)
-    q[valid] = gaussian.decode(data[_U32.size + n :], tile_index[_tile_ids(shape)[valid]].astype(np.int64), tables)
-    return q
+    d = np.zeros(shape, np.int64)
+    d[valid] = gaussian.decode(data[_U32.size + n :], tile_index[_tile_ids(shape)[valid]].astype(np.int64), tables)
+    return _undo_west_prediction(d, valid, WEST_WEIGHTS[predictor]) if predictor else d
 
 
 _FLOAT, _PACKED = 0, 1
@@ -137,7 +169,8 @@ def encode(
             q = np.floor_divide(k - k_hat + e_int, step).astype(np.int64)
             q[~valid] = 0
             out = offset + scale * _clip(k_hat + q * step, int_range)
-            return bytes([_PACKED]) + _U32.pack(e_int) + _code_integers(q, valid), np.where(valid, out, np.nan)
+            predictor, coded = _code_integers(q, valid)
+            return bytes([_PACKED | predictor << 4]) + _U32.pack(e_int) + coded, np.where(valid, out, np.nan)
     steps = np.where(valid, np.rint((np.nan_to_num(x) - recon) / (2 * bound)), 0)
     far = ~(np.abs(steps) <= MAX_STEPS)  # also catches non-finite residuals
     q = np.where(far, 0, steps).astype(np.int64)
@@ -146,7 +179,8 @@ def encode(
     exact = x.ravel()[bad].astype(np.float64)
     out.ravel()[bad] = exact
     fixes = _U32.pack(bad.size) + bad.astype("<u4").tobytes() + exact.astype("<f8").tobytes()
-    return bytes([_FLOAT]) + fixes + _code_integers(q, valid), out
+    predictor, coded = _code_integers(q, valid)
+    return bytes([_FLOAT | predictor << 4]) + fixes + coded, out
 
 
 def _clip(k: np.ndarray, int_range: tuple[int, int] | None) -> np.ndarray:
@@ -160,14 +194,16 @@ def decode(
     shape = recon.shape
     if len(data) < 1 + _U32.size:
         raise CorruptStreamError("residual stream truncated")
-    mode, (n,) = data[0], _U32.unpack_from(data, 1)
+    mode, predictor, (n,) = data[0] & 0x0F, data[0] >> 4, _U32.unpack_from(data, 1)
+    if predictor >= len(WEST_WEIGHTS):
+        raise CorruptStreamError("unknown residual predictor")
     body = data[1 + _U32.size :]
     if mode == _PACKED:
         if packing is None or n >= MAX_STEPS:
             raise CorruptStreamError("residual stream is packed but the variable is not")
         scale, offset = packing
         step = 2 * n + 1
-        q = _decode_integers(body, shape, valid)
+        q = _decode_integers(body, shape, valid, predictor)
         k_hat = _clip(np.rint((np.nan_to_num(recon) - offset) / scale), int_range)
         return np.where(valid, offset + scale * _clip(k_hat + q * step, int_range), np.nan)
     if mode != _FLOAT:
@@ -179,7 +215,7 @@ def decode(
     exact = np.frombuffer(body[4 * n : end], "<f8")
     if np.any(bad >= recon.size):
         raise CorruptStreamError("residual correction index out of range")
-    q = _decode_integers(body[end:], shape, valid)
+    q = _decode_integers(body[end:], shape, valid, predictor)
     out = np.where(valid, (recon + q * (2 * bound)).astype(dtype).astype(np.float64), np.nan)
     out.ravel()[bad] = exact
     return out
