@@ -119,3 +119,17 @@ def test_correlated_residuals_are_predicted_from_the_west():
     ids = errorbound._tile_ids(q.shape)[valid]
     unpredicted = tables.code_lengths(q[valid], errorbound._tile_scales(q[valid], ids, 18, tables)[ids]).sum()
     assert 8 * len(data) < 0.8 * unpredicted
+
+
+def test_predictions_beyond_the_escape_code_are_not_chosen():
+    """A random-walk residual (best predicted with weight 1) next to residuals of +-2^30 steps, where weight 1
+    would overflow the escape code: a smaller weight is used and the field still decodes exactly."""
+    from codec.climate import errorbound
+
+    rng = np.random.default_rng(6)
+    q = np.cumsum(rng.integers(-1, 2, (16, 64)), axis=1).astype(np.int64)
+    q[3, 10:12] = [-(1 << 30), 1 << 30]
+    valid = np.ones(q.shape, bool)
+    predictor, data = errorbound._code_integers(q, valid)
+    assert 0 < errorbound.WEST_WEIGHTS[predictor] < 1
+    np.testing.assert_array_equal(errorbound._decode_integers(data, q.shape, valid, predictor), q)

@@ -113,6 +113,9 @@ def _code_integers(q: np.ndarray, valid: np.ndarray) -> tuple[int, bytes]:
     errors = [_west_prediction_error(q, rho)[valid] for rho in WEST_WEIGHTS]
     costs = []
     for e in errors:  # compared with RMS-fitted tables; only the winner gets the table search
+        if e.size and np.abs(e).max() >= 1 << (gaussian.ESCAPE_BITS - 1):  # beyond the escape code (q itself never is)
+            costs.append(np.inf)
+            continue
         energy = np.bincount(ids, weights=e.astype(np.float64) ** 2, minlength=n_tiles) / np.maximum(np.bincount(ids, minlength=n_tiles), 1)
         costs.append(tables.code_lengths(e, tables.scale_index(np.sqrt(energy))[ids]).sum())
     predictor = int(np.argmin(costs))
