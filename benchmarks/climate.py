@@ -83,6 +83,12 @@ def run_ours(item: dict, coder: LevelCoder, bound: float | None) -> dict:
     return {"bytes": len(record) + archive.RECORD_ENTRY_BYTES + mask_bytes(field), **errors(field, recon)}
 
 
+def sz3_bounded(field: np.ndarray, bound: float, setting: str) -> dict:
+    """An ``sz3 (bound)`` row: SZ3 with the absolute error bound ``bound``."""
+    r = cb.sz3(field, bound)
+    return {"method": "sz3 (bound)", "setting": setting, "bound": bound, "bytes": r.nbytes, **errors(field, r.recon.astype(np.float64))}
+
+
 def evaluate(items: list[dict], qualities: list[int], bounds: list[float]) -> list[dict]:
     """One row per (field, method, setting)."""
     torch.set_num_threads(2)
@@ -96,8 +102,7 @@ def evaluate(items: list[dict], qualities: list[int], bounds: list[float]) -> li
             relative = {} if coder.relative_bound is None else {"bound": coder.relative_bound * ours["std"]}
             rows.append({**base, "method": "vaeformer", "setting": f"q{q}", **relative, **ours})
             if relative:  # a refinement quality bounds every point: SZ3 at the same bound too
-                r = cb.sz3(field, relative["bound"])
-                rows.append({**base, "method": "sz3 (bound)", "setting": f"E={coder.relative_bound}sd", **relative, "bytes": r.nbytes, **errors(field, r.recon.astype(np.float64))})
+                rows.append({**base, **sz3_bounded(field, relative["bound"], f"E={coder.relative_bound}sd")})
             for name in BASELINES:
                 try:
                     r = cb.match_rmse(name, field, ours["rmse"])
@@ -108,8 +113,7 @@ def evaluate(items: list[dict], qualities: list[int], bounds: list[float]) -> li
                 bound = c * ours["std"]
                 rows.append({**base, "method": "vaeformer+bound", "setting": f"q{q} E={c}sd", "bound": bound, **run_ours(item, coder, bound)})
                 if q == qualities[0]:
-                    r = cb.sz3(field, bound)
-                    rows.append({**base, "method": "sz3 (bound)", "setting": f"E={c}sd", "bound": bound, "bytes": r.nbytes, **errors(field, r.recon.astype(np.float64))})
+                    rows.append({**base, **sz3_bounded(field, bound, f"E={c}sd")})
             print(f"q{q}: {k + 1}/{len(items)} fields", end="\r", file=sys.stderr)
     print(file=sys.stderr)
     return rows

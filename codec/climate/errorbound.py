@@ -72,6 +72,13 @@ def _tile_ids(shape: tuple[int, int]) -> np.ndarray:
     return rows[:, None] * _tiles(shape)[1] + cols[None, :]
 
 
+def _fitted_scales(values: np.ndarray, ids: np.ndarray, n_tiles: int, tables: gaussian.GaussianTables) -> np.ndarray:
+    """Per tile, the scale index of the Gaussian fitted to the RMS of the tile's values."""
+    energy = np.bincount(ids, weights=values.astype(np.float64) ** 2, minlength=n_tiles)
+    count = np.maximum(np.bincount(ids, minlength=n_tiles), 1)
+    return tables.scale_index(np.sqrt(energy / count)).astype(np.int64)
+
+
 def _tile_scales(values: np.ndarray, ids: np.ndarray, n_tiles: int, tables: gaussian.GaussianTables) -> np.ndarray:
     """Per tile, the scale index whose table codes the tile's values in the fewest bits.
 
@@ -79,9 +86,7 @@ def _tile_scales(values: np.ndarray, ids: np.ndarray, n_tiles: int, tables: gaus
     are heavier-tailed than a Gaussian (mostly zeros, a few large values), so a wider table often
     costs less.  Only the encoder searches; the decoder reads the indices.
     """
-    energy = np.bincount(ids, weights=values.astype(np.float64) ** 2, minlength=n_tiles)
-    count = np.maximum(np.bincount(ids, minlength=n_tiles), 1)
-    fitted = tables.scale_index(np.sqrt(energy / count)).astype(np.int64)
+    fitted = _fitted_scales(values, ids, n_tiles, tables)
     candidates = np.clip(fitted[:, None] + np.arange(-SCALE_SEARCH, SCALE_SEARCH + 1)[None, :], 0, len(tables.scales) - 1)
     cost = np.stack([np.bincount(ids, weights=tables.code_lengths(values, c[ids]), minlength=n_tiles) for c in candidates.T], 1)
     return candidates[np.arange(n_tiles), np.argmin(cost, 1)]
@@ -116,8 +121,7 @@ def _code_integers(q: np.ndarray, valid: np.ndarray) -> tuple[int, bytes]:
         if e.size and np.abs(e).max() >= 1 << (gaussian.ESCAPE_BITS - 1):  # beyond the escape code (q itself never is)
             costs.append(np.inf)
             continue
-        energy = np.bincount(ids, weights=e.astype(np.float64) ** 2, minlength=n_tiles) / np.maximum(np.bincount(ids, minlength=n_tiles), 1)
-        costs.append(tables.code_lengths(e, tables.scale_index(np.sqrt(energy))[ids]).sum())
+        costs.append(tables.code_lengths(e, _fitted_scales(e, ids, n_tiles, tables)[ids]).sum())
     predictor = int(np.argmin(costs))
     values = errors[predictor]
     tile_index = _tile_scales(values, ids, n_tiles, tables).astype(np.uint8)
