@@ -86,7 +86,6 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS_DIR / "recovery_kodak"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    resilient.LATTICE = args.lattice  # the layout codec.encode gives new resilient files
     rec_path = Path(args.recovery) if args.recovery else registry.CHECKPOINTS / registry.get_spec("vqgan").recovery
     net, ladder_hash = load_recovery(rec_path)
     if ladder_hash != registry.load("vqgan", 1, args.weights).weights_hash:
@@ -97,7 +96,8 @@ def main() -> None:
         model = registry.load("vqgan", level, args.weights).model
         lv = model.level(level)
         for name, img in images.items():
-            data = codec.encode(img, model="vqgan", quality=level, weights=args.weights, packet_rows=args.packet_rows)
+            data = codec.encode(img, model="vqgan", quality=level, weights=args.weights, packet_rows=args.packet_rows,
+                                packet_lattice=args.lattice)
             plain = codec.encode(img, model="vqgan", quality=level, weights=args.weights)
             bpp = {"bpp": 8 * len(data) / img.shape[0] / img.shape[1], "plain_bpp": 8 * len(plain) / img.shape[0] / img.shape[1]}
             truth, _ = received(data, model, level)

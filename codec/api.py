@@ -81,6 +81,7 @@ def encode(
     progress: bool = False,
     bpp: float | None = None,
     packet_rows: int | None = None,
+    packet_lattice: int | None = None,
     scheduler: object = None,
     workers: int = 1,
 ) -> bytes:
@@ -89,7 +90,8 @@ def encode(
     Images: a path, PIL image, uint8/float numpy array [H, W(, C)] or tensor [C, H, W].  With a
     ladder model (``model="vqgan"``) ``quality`` is the level, or ``bpp`` picks the highest level
     whose file stays at or under that many bits per pixel, and ``packet_rows`` makes the file
-    resilient: independently decodable packets of that many token rows (see :mod:`codec.resilient`).
+    resilient: independently decodable packets of that many token rows (see :mod:`codec.resilient`),
+    interleaved ``packet_lattice`` x ``packet_lattice`` (default 2; 1 = packets of whole token rows).
     Climate: a netCDF/GRIB path or an ``xarray.Dataset``; ``max_abs_error`` (a number, or
     ``{"t": 0.1}`` / ``"t=0.1,z=10"`` per variable) guarantees a pointwise error bound; with a dask
     ``scheduler`` (``"threads"``, ``"processes"`` or a ``distributed.Client``) ``workers`` fields are
@@ -98,7 +100,7 @@ def encode(
     channels, coded one time step at a time (:mod:`codec.climate.cra5_archive`).
     """
     if is_climate_input(data):
-        if bpp is not None or packet_rows is not None:
+        if bpp is not None or packet_rows is not None or packet_lattice is not None:
             raise InputError("--bpp and --packet-rows apply to images, not climate data")
         return _encode_climate(data, model, quality, weights, max_abs_error, progress, scheduler, workers)
     if scheduler is not None:
@@ -109,7 +111,7 @@ def encode(
         raise InputError("give either a quality/level or a target bpp, not both")
     if bpp is not None and not bpp > 0:
         raise InputError(f"target bpp must be positive, got {bpp}")
-    return _encode_image(data, model, quality, weights, bpp, packet_rows)
+    return _encode_image(data, model, quality, weights, bpp, packet_rows, packet_lattice)
 
 
 def _encode_climate(data, model, quality, weights, max_abs_error, progress, scheduler=None, workers=1) -> bytes:  # noqa: ANN001
@@ -160,6 +162,7 @@ def _encode_image(
     weights: str | os.PathLike | None,
     bpp: float | None = None,
     packet_rows: int | None = None,
+    packet_lattice: int | None = None,
 ) -> bytes:
     pixels = imageio.to_array(image)
     mode = imageio.MODES_BY_CHANNELS[pixels.shape[2]]
@@ -171,7 +174,9 @@ def _encode_image(
         raise InputError(f"--bpp needs a model with a bitrate ladder (mcquic, vqgan), not {loaded.spec.name}")
     if packet_rows is not None and not loaded.spec.packets:
         raise InputError(f"--packet-rows needs a model with resilient packets (vqgan), not {loaded.spec.name}")
-    layout = None if packet_rows is None else resilient.PacketLayout(packet_rows, resilient.LATTICE)
+    if packet_lattice is not None and packet_rows is None:
+        raise InputError("--packet-lattice needs --packet-rows")
+    layout = None if packet_rows is None else resilient.PacketLayout(packet_rows, resilient.LATTICE if packet_lattice is None else packet_lattice)
     rgb, alpha = imageio.split_alpha(pixels)
     h, w = rgb.shape[:2]
     net = loaded.model

@@ -33,6 +33,7 @@ def _cmd_encode(args: argparse.Namespace) -> None:
         progress=progress,
         bpp=args.bpp,
         packet_rows=args.packet_rows,
+        packet_lattice=args.packet_lattice,
         scheduler=_scheduler(args.dask),
         workers=args.workers,
     )
@@ -198,6 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument(
         "--packet-rows", type=_positive_int, default=None,
         help="vqgan: resilient file of independently decodable packets of about N token rows worth of indices each (interleaved 2 x 2)",
+    )
+    enc.add_argument(
+        "--packet-lattice", type=_positive_int, default=None,
+        help="with --packet-rows: interleave packets N x N (default 2; 1 = packets of whole token rows, the layout of older files)",
     )
     enc.add_argument(
         "--dask", default=None,

@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 PACKET = re.compile(r"p\d+")
 LATTICE = 2
 """Interleave of new resilient files (see :class:`PacketLayout`)."""
+MAX_LATTICE = 16
+"""Largest interleave a file may use (each lattice phase of a band is a packet)."""
 
 
 def is_packet(name: str) -> bool:
@@ -54,14 +56,14 @@ class PacketLayout:
     lattice: int = 1
 
     def __post_init__(self) -> None:
-        if self.rows < 1 or self.lattice < 1:
-            raise InputError(f"packet rows and lattice must be >= 1, got {self.rows} and {self.lattice}")
+        if self.rows < 1 or not 1 <= self.lattice <= MAX_LATTICE:
+            raise InputError(f"packet rows must be >= 1 and the lattice in 1..{MAX_LATTICE}, got {self.rows} and {self.lattice}")
 
     @classmethod
     def from_meta(cls, meta: dict) -> PacketLayout:
         """The layout a file header records (``packet_rows``, ``packet_lattice``; lattice 1 if absent)."""
         rows, lattice = meta.get("packet_rows"), meta.get("packet_lattice", 1)
-        if not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1 << 16 for v in (rows, lattice)):
+        if not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= top for v, top in ((rows, 1 << 16), (lattice, MAX_LATTICE))):
             raise FormatError("invalid packet layout in header")
         return cls(rows, lattice)
 

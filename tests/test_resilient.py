@@ -46,9 +46,8 @@ def test_clean_resilient_file_decodes_like_the_plain_one(tiny_ladder, image):
     assert np.array_equal(codec.decode(plain, weights=tiny_ladder), codec.decode(packed, weights=tiny_ladder))
 
 
-def test_row_layout_files_from_before_the_dispersed_layout_still_decode(tiny_ladder, image, monkeypatch):
-    monkeypatch.setattr(resilient, "LATTICE", 1)
-    rows = codec.encode(image, model="vqgan", quality=3, weights=tiny_ladder, packet_rows=3)
+def test_row_layout_files_from_before_the_dispersed_layout_still_decode(tiny_ladder, image):
+    rows = codec.encode(image, model="vqgan", quality=3, weights=tiny_ladder, packet_rows=3, packet_lattice=1)
     info = codec.info(rows)
     assert "packet_lattice" not in info and sorted(info["streams"]) == sorted(f"p{i}" for i in range(7))  # 20 rows / 3
     plain = codec.encode(image, model="vqgan", quality=3, weights=tiny_ladder)
@@ -69,11 +68,31 @@ def test_packet_layout_covers_every_position_once(height, width, rows, lattice):
 
 
 def test_packet_layout_rejects_bad_headers_and_arguments():
-    for meta in ({}, {"packet_rows": 0}, {"packet_rows": 2, "packet_lattice": 0}, {"packet_rows": True}, {"packet_rows": 2, "packet_lattice": "2"}):
+    for meta in ({}, {"packet_rows": 0}, {"packet_rows": 2, "packet_lattice": 0}, {"packet_rows": True}, {"packet_rows": 2, "packet_lattice": "2"},
+                 {"packet_rows": 2, "packet_lattice": resilient.MAX_LATTICE + 1}):
         with pytest.raises(FormatError, match="packet layout"):
             resilient.PacketLayout.from_meta(meta)
-    with pytest.raises(InputError, match=">= 1"):
-        resilient.PacketLayout(0)
+    for rows, lattice in ((0, 1), (1, 0), (1, resilient.MAX_LATTICE + 1)):
+        with pytest.raises(InputError, match="packet rows must be >= 1"):
+            resilient.PacketLayout(rows, lattice)
+
+
+def test_packet_lattice_is_chosen_by_the_caller(tiny_ladder, image, tmp_path, capsys):
+    data = codec.encode(image, model="vqgan", quality=3, weights=tiny_ladder, packet_rows=2, packet_lattice=3)
+    assert codec.info(data)["packet_lattice"] == 3
+    plain = codec.encode(image, model="vqgan", quality=3, weights=tiny_ladder)
+    assert np.array_equal(codec.decode(data, weights=tiny_ladder), codec.decode(plain, weights=tiny_ladder))
+    with pytest.raises(InputError, match="needs --packet-rows"):
+        codec.encode(image, model="vqgan", quality=3, weights=tiny_ladder, packet_lattice=2)
+    src, out, bad = tmp_path / "in.png", tmp_path / "rows.bin", tmp_path / "bad.bin"
+    Image.fromarray(image).save(src)
+    args = ["encode", str(src), "--model", "vqgan", "--level", "3", "--packet-rows", "2", "--weights", str(tiny_ladder), "-q"]
+    assert main([*args, "-o", str(out), "--packet-lattice", "1"]) == 0
+    assert "packet_lattice" not in codec.info(out.read_bytes())
+    capsys.readouterr()
+    assert main([*args, "-o", str(bad), "--packet-lattice", "99"]) == 1
+    err = capsys.readouterr().err
+    assert "lattice in 1..16" in err and err.count("\n") == 1 and not bad.exists()
 
 
 def test_damage_is_deterministic_and_only_touches_packets(tiny_ladder, image):
