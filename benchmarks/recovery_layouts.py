@@ -1,0 +1,99 @@
+"""How much can the *shape* of the loss matter?  Interpolation of lost VQGAN-cluster tokens under ideal and real loss patterns.
+
+For each level, every image's index map loses about 20 % of its tokens in one of several patterns,
+the lost positions are filled by the non-learned first guess of the recovery network (each lost
+decoder input interpolated from its received neighbours, :func:`codec.models.recovery.interpolate_holes`),
+and the decode is compared with the original (MS-SSIM, as a fraction of the clean decode's):
+
+* ``perfect``: the tokens with ``(row + 2 col) mod 5 == 0``, exactly 20 %; no two lost tokens touch,
+  not even diagonally, so every hole has all eight neighbours (the best any layout can do at 20 %);
+* ``iid``: every token lost independently with probability 0.2;
+* ``lattice L``: 20 % of the packets of :class:`codec.resilient.PacketLayout` (``--packet-rows``
+  rows' worth, ``L x L`` interleave) lost, as ``codec damage`` would.
+
+If even ``perfect`` stays below a target, no packet layout reaches it: the restoration itself has to
+get better than interpolating the neighbours.
+
+Usage (from the repository root)::
+
+    python benchmarks/recovery_layouts.py --limit 8 --levels 3 5 9
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from _common import KODAK_DIR, REPO_ROOT, RESULTS_DIR, load_rgb
+from recovery_kodak import decoded, interpolated
+from vqgan_kodak import quality
+
+sys.path.insert(0, str(REPO_ROOT))
+from codec import registry, resilient  # noqa: E402
+from codec.models.mcquic import pad_to_multiple  # noqa: E402
+
+LOSS = 0.2
+
+
+def loss_patterns(height: int, width: int, packet_rows: int, lattices: list[int], generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """``known`` masks [height, width] of every pattern (see the module docstring)."""
+    i, j = torch.arange(height)[:, None], torch.arange(width)[None]
+    out = {"perfect": (i + 2 * j) % 5 != 0, "iid": torch.rand(height, width, generator=generator) >= LOSS}
+    for lattice in lattices:
+        slices = resilient.PacketLayout(packet_rows, lattice).slices(height, width)
+        known = torch.ones(height, width, dtype=torch.bool)
+        for k in torch.randperm(len(slices), generator=generator)[: round(LOSS * len(slices))].tolist():
+            known[slices[k]] = False
+        out[f"lattice {lattice}"] = known
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--weights", default=None, help="VQGAN-cluster weights (default: shipped)")
+    parser.add_argument("--levels", type=int, nargs="+", default=[3, 5, 9])
+    parser.add_argument("--limit", type=int, default=8)
+    parser.add_argument("--packet-rows", type=int, default=2)
+    parser.add_argument("--lattices", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default=str(RESULTS_DIR / "recovery_layouts.md"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    images = {p.stem: load_rgb(p) for p in sorted(KODAK_DIR.glob("*.png"))[: args.limit]}
+    generator = torch.Generator().manual_seed(0)
+    lines = [f"Kodak, {len(images)} images ({', '.join(images)}), about {100 * LOSS:.0f} % of the tokens lost, lost decoder inputs "
+             "interpolated from their received neighbours (no network). MS-SSIM as a fraction of the clean decode's "
+             "(ratio of means), in brackets the fraction of tokens lost.", ""]
+    header = None
+    for level in args.levels:
+        model = registry.load("vqgan", level, args.weights).model
+        lv = model.level(level)
+        scores: dict[str, list[float]] = {}
+        lost: dict[str, list[float]] = {}
+        for img in images.values():
+            with torch.inference_mode():
+                x = pad_to_multiple(torch.tensor(img).permute(2, 0, 1)[None].float().div(255), model.pad_multiple)
+                truth = model.level_indices(x, level)[0]
+                scores.setdefault("clean", []).append(quality(img, decoded(model, lv.latent(truth[None]), img.shape))[1])
+                for name, known in loss_patterns(*truth.shape, args.packet_rows, args.lattices, generator).items():
+                    scores.setdefault(name, []).append(quality(img, decoded(model, interpolated(lv, truth, known), img.shape))[1])
+                    lost.setdefault(name, []).append(float((~known).float().mean()))
+        names = [n for n in scores if n != "clean"]
+        if header is None:
+            header = names
+            lines += ["| level | clean MS-SSIM | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
+        clean = float(np.mean(scores["clean"]))
+        cells = [f"{np.mean(scores[n]) / clean:.3f} ({100 * np.mean(lost[n]):.1f} %)" for n in names]
+        lines.append(f"| {level} | {clean:.4f} | " + " | ".join(cells) + " |")
+        print(lines[-1], flush=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
+    print(out.read_text())
+
+
+if __name__ == "__main__":
+    main()
