@@ -101,7 +101,7 @@ def encode(
     """
     if is_climate_input(data):
         if bpp is not None or packet_rows is not None or packet_lattice is not None:
-            raise InputError("--bpp and --packet-rows apply to images, not climate data")
+            raise InputError("--bpp, --packet-rows and --packet-lattice apply to images, not climate data")
         return _encode_climate(data, model, quality, weights, max_abs_error, progress, scheduler, workers)
     if scheduler is not None:
         raise InputError("dask scheduling applies to climate archives, not images")

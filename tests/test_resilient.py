@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 from PIL import Image
 
 import codec
@@ -84,6 +85,9 @@ def test_packet_lattice_is_chosen_by_the_caller(tiny_ladder, image, tmp_path, ca
     assert np.array_equal(codec.decode(data, weights=tiny_ladder), codec.decode(plain, weights=tiny_ladder))
     with pytest.raises(InputError, match="needs --packet-rows"):
         codec.encode(image, model="vqgan", quality=3, weights=tiny_ladder, packet_lattice=2)
+    climate = xr.Dataset({"t": (("lat", "lon"), np.zeros((4, 4), np.float32))})
+    with pytest.raises(InputError, match="apply to images"):
+        codec.encode(climate, packet_lattice=2)
     src, out, bad = tmp_path / "in.png", tmp_path / "rows.bin", tmp_path / "bad.bin"
     Image.fromarray(image).save(src)
     args = ["encode", str(src), "--model", "vqgan", "--level", "3", "--packet-rows", "2", "--weights", str(tiny_ladder), "-q"]
