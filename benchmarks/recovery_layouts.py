@@ -8,8 +8,8 @@ and the decode is compared with the original (MS-SSIM, as a fraction of the clea
 * ``perfect``: the tokens with ``(row + 2 col) mod 5 == 0``, exactly 20 %; no two lost tokens touch,
   not even diagonally, so every hole has all eight neighbours (the best any layout can do at 20 %);
 * ``iid``: every token lost independently with probability 0.2;
-* ``lattice L``: 20 % of the packets of :class:`codec.resilient.PacketLayout` (``--packet-rows``
-  rows' worth, ``L x L`` interleave) lost, as ``codec damage`` would.
+* ``lattice L``: a resilient file (``--packet-rows`` rows' worth, ``--packet-lattice L``) damaged
+  by ``codec.api.damage`` (20 % of its packets lost); its intact packets give the received tokens.
 
 If even ``perfect`` stays below a target, no packet layout reaches it: the restoration itself has to
 get better than interpolating the neighbours.
@@ -28,27 +28,28 @@ from pathlib import Path
 import numpy as np
 import torch
 from _common import KODAK_DIR, REPO_ROOT, RESULTS_DIR, load_rgb
-from recovery_kodak import decoded, interpolated
+from recovery_kodak import decoded, interpolated, received
 from vqgan_kodak import quality
 
 sys.path.insert(0, str(REPO_ROOT))
-from codec import registry, resilient  # noqa: E402
-from codec.models.mcquic import pad_to_multiple  # noqa: E402
+import codec  # noqa: E402
+from codec import api, registry  # noqa: E402
 
 LOSS = 0.2
 
 
-def loss_patterns(height: int, width: int, packet_rows: int, lattices: list[int], generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """``known`` masks [height, width] of every pattern (see the module docstring)."""
-    i, j = torch.arange(height)[:, None], torch.arange(width)[None]
-    out = {"perfect": (i + 2 * j) % 5 != 0, "iid": torch.rand(height, width, generator=generator) >= LOSS}
-    for lattice in lattices:
-        slices = resilient.PacketLayout(packet_rows, lattice).slices(height, width)
-        known = torch.ones(height, width, dtype=torch.bool)
-        for k in torch.randperm(len(slices), generator=generator)[: round(LOSS * len(slices))].tolist():
-            known[slices[k]] = False
-        out[f"lattice {lattice}"] = known
-    return out
+def loss_patterns(img: np.ndarray, level: int, args: argparse.Namespace, seed: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The image's index map at ``level`` and the ``known`` mask of every pattern (see the module docstring)."""
+    model = registry.load("vqgan", level, args.weights).model
+    files = {lattice: codec.encode(img, model="vqgan", quality=level, weights=args.weights, packet_rows=args.packet_rows,
+                                   packet_lattice=lattice) for lattice in args.lattices}
+    truth, _ = received(files[args.lattices[0]], model, level)
+    i, j = torch.arange(truth.shape[0])[:, None], torch.arange(truth.shape[1])[None]
+    generator = torch.Generator().manual_seed(seed)
+    out = {"perfect": (i + 2 * j) % 5 != 0, "iid": torch.rand(truth.shape, generator=generator) >= LOSS}
+    for lattice, data in files.items():
+        out[f"lattice {lattice}"] = received(api.damage(data, LOSS, seed=seed), model, level)[1]
+    return truth, out
 
 
 def main() -> None:
@@ -63,27 +64,23 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     images = {p.stem: load_rgb(p) for p in sorted(KODAK_DIR.glob("*.png"))[: args.limit]}
-    generator = torch.Generator().manual_seed(0)
     lines = [f"Kodak, {len(images)} images ({', '.join(images)}), about {100 * LOSS:.0f} % of the tokens lost, lost decoder inputs "
              "interpolated from their received neighbours (no network). MS-SSIM as a fraction of the clean decode's "
              "(ratio of means), in brackets the fraction of tokens lost.", ""]
-    header = None
     for level in args.levels:
         model = registry.load("vqgan", level, args.weights).model
         lv = model.level(level)
         scores: dict[str, list[float]] = {}
         lost: dict[str, list[float]] = {}
-        for img in images.values():
+        for k, img in enumerate(images.values()):
             with torch.inference_mode():
-                x = pad_to_multiple(torch.tensor(img).permute(2, 0, 1)[None].float().div(255), model.pad_multiple)
-                truth = model.level_indices(x, level)[0]
+                truth, patterns = loss_patterns(img, level, args, seed=1000 * level + k)
                 scores.setdefault("clean", []).append(quality(img, decoded(model, lv.latent(truth[None]), img.shape))[1])
-                for name, known in loss_patterns(*truth.shape, args.packet_rows, args.lattices, generator).items():
+                for name, known in patterns.items():
                     scores.setdefault(name, []).append(quality(img, decoded(model, interpolated(lv, truth, known), img.shape))[1])
                     lost.setdefault(name, []).append(float((~known).float().mean()))
-        names = [n for n in scores if n != "clean"]
-        if header is None:
-            header = names
+        names = list(lost)
+        if len(lines) == 2:
             lines += ["| level | clean MS-SSIM | " + " | ".join(names) + " |", "|---" * (len(names) + 2) + "|"]
         clean = float(np.mean(scores["clean"]))
         cells = [f"{np.mean(scores[n]) / clean:.3f} ({100 * np.mean(lost[n]):.1f} %)" for n in names]
