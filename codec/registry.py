@@ -209,7 +209,7 @@ register(
         kind="image",
         description="McQuic multi-codebook VQ image codec (fast, no context model)",
         build=lambda cfg: McQuic(McQuicConfig.from_dict(cfg)),
-        default_quality=2,
+        default_quality=3,
         ladder_keys=("groups",),
     )
 )

@@ -21,9 +21,18 @@ def sample() -> container.Container:
     )
 
 
-def raw(header: dict, payload: bytes = b"", version: int = container.FORMAT_VERSION) -> bytes:
-    deflate = zlib.compressobj(9, zlib.DEFLATED, -15, **({"zdict": container.HEADER_DICTIONARY} if version >= 2 else {}))
-    body = deflate.compress(json.dumps(header).encode()) + deflate.flush()
+def raw(header: dict, payload: bytes = b"", version: int = container.FORMAT_VERSION, table: bytes | None = None) -> bytes:
+    """A file of ``version`` written by hand from a version-1-style ``header`` (stream objects); from
+    version 3 the stream lengths and checksums go to the binary table (or ``table`` as given)."""
+    header = dict(header)
+    if version >= 3 and isinstance(header.get("streams"), list) and all(isinstance(e, dict) for e in header["streams"]):
+        entries = header["streams"]
+        header["streams"] = [e.get("name") for e in entries]
+        if table is None:
+            table = b"".join(container._varint(e["length"]) + struct.pack("<I", e["crc32"]) for e in entries)
+    zdict = {2: container.HEADER_DICTIONARY, 3: container.HEADER_DICTIONARY_V3}.get(min(version, 3))
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15, **({"zdict": zdict} if zdict else {}))
+    body = deflate.compress(json.dumps(header, separators=(",", ":"), sort_keys=True).encode()) + deflate.flush() + (table or b"")
     prefix = struct.pack("<HI", version, len(body))
     return container.MAGIC + prefix + body + struct.pack("<I", zlib.crc32(prefix + body)) + payload
 
@@ -37,12 +46,45 @@ def test_round_trip():
         c.stream("nope")
 
 
-def test_version_1_files_still_decode():
-    """Version 1 headers (no preset dictionary) stay readable."""
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_every_format_version_decodes(version):
+    """Version 1 (no dictionary) and 2 (stream table in the JSON) stay readable; 3 is what pack writes."""
     c = sample()
     payload = b"".join(d for _, d in c.streams)
-    back = container.unpack(raw(c.header(), payload, version=1))
-    assert back.streams == c.streams and back.model == c.model
+    back = container.unpack(raw(c.header(), payload, version=version))
+    assert back.streams == c.streams and back.model == c.model and back.version == version
+    if version == container.FORMAT_VERSION:
+        assert raw(c.header(), payload) == container.pack(c)
+
+
+def test_binary_stream_table_shrinks_packet_headers():
+    """Version 3 spends at most 6 bytes per small stream on its name, length and CRC32 (version 2: about 11)."""
+    packets = [(f"p{i}", bytes([i]) * 90) for i in range(16)]
+    c = container.Container(kind="image", model={"name": "vqgan", "quality": 5, "weights_hash": "0123456789abcdef"}, shape=[512, 768, 3], dtype="uint8", streams=packets, meta={"mode": "RGB"})
+    one = container.Container(**{**vars(c), "streams": packets[:1]})
+    header_bytes = [len(container.pack(x)) - sum(len(d) for _, d in x.streams) for x in (one, c)]
+    assert header_bytes[1] - header_bytes[0] <= 15 * 6
+    v2 = raw(c.header(), b"".join(d for _, d in packets), version=2)
+    assert len(v2) - len(container.pack(c)) >= 15 * 4
+
+
+@pytest.mark.parametrize(
+    "table, message",
+    [
+        (b"", "truncated"),  # no entry at all
+        (b"\x04" + bytes(3), "truncated"),  # CRC cut short
+        (b"\x80" * 7, "truncated or invalid"),  # a varint longer than any length
+        (None, "unexpected bytes"),  # a correct table plus one byte (below)
+    ],
+)
+def test_damaged_stream_table_fails_cleanly(table, message):
+    c = container.Container(kind="image", model={"name": "m"}, shape=[1], dtype="uint8", streams=[("l0", b"abcd")])
+    if table is None:
+        table = container._varint(4) + struct.pack("<I", zlib.crc32(b"abcd")) + b"!"
+    with pytest.raises(CorruptStreamError, match=message):
+        container.unpack(raw(c.header(), b"abcd", table=table))
+    with pytest.raises(FormatError, match="stream names"):
+        container.unpack(raw({**c.header(), "streams": [1]}, b"abcd", table=b""))
 
 
 def test_header_dictionary_shrinks_headers():
@@ -65,7 +107,6 @@ def test_erasable_streams_are_reported_missing():
     data[-1] ^= 0xFF  # a non-erasable stream still fails
     with pytest.raises(CorruptStreamError, match="alpha"):
         container.unpack(bytes(data), erasable=lambda name: name == "l0")
-    assert container.unpack(raw(c.header(), b"".join(d for _, d in c.streams), version=1)).version == 1
 
 
 def test_every_truncation_fails_cleanly():
@@ -108,16 +149,23 @@ def test_absurd_header_length_is_refused_before_reading():
         lambda h: h.update(shape=[5, "7", 3]),
         lambda h: h.update(shape=[True, 7, 3]),
         lambda h: h.update(streams="l0"),
-        lambda h: h.update(streams=[{"name": "l0", "length": -1, "crc32": 0}]),
         lambda h: h.update(streams=[{"name": "l0", "length": 10**12, "crc32": 0}]),
         lambda h: h.update(meta=[]),
     ],
 )
-def test_invalid_header_fields(mutate):
+@pytest.mark.parametrize("version", [2, 3])
+def test_invalid_header_fields(mutate, version):
     header = sample().header()
     mutate(header)
     with pytest.raises(FormatError):
-        container.unpack(raw(header, b"\x01\x02\x03\x04xyz"))
+        container.unpack(raw(header, b"\x01\x02\x03\x04xyz", version=version))
+
+
+def test_negative_stream_length_of_a_version_2_header():
+    """(Version 3 lengths are unsigned varints.)"""
+    header = {**sample().header(), "streams": [{"name": "l0", "length": -1, "crc32": 0}]}
+    with pytest.raises(CorruptStreamError, match="negative"):
+        container.unpack(raw(header, b"\x01\x02\x03\x04xyz", version=2))
 
 
 def test_header_that_is_not_deflated_json():

@@ -42,6 +42,26 @@ def test_dead_codewords_are_reseeded_from_busy_ones():
     assert torch.allclose(q.usage.sum(-1), torch.ones(1))  # still a distribution
 
 
+def test_kmeans_seeding_lowers_distortion_and_counts_usage():
+    """init_from runs Lloyd steps: lower quantization error than plain seeding, usage = the assignment histogram."""
+    torch.manual_seed(0)
+    centers = torch.randn(6, 4) * 4
+    x = (centers[torch.randint(6, (600,))] + 0.1 * torch.randn(600, 4)).T.reshape(1, 4, 20, 30)
+
+    def error(iters: int) -> float:
+        torch.manual_seed(1)
+        q = MultiCodebookQuantizer(channels=4, groups=1, codewords=6).eval()
+        q.init_from(x, iters=iters)
+        assert torch.allclose(q.usage.sum(-1), torch.ones(1))
+        out, idx, _ = q(x)
+        counts = torch.bincount(idx.flatten(), minlength=6).float()
+        assert torch.allclose(q.usage[0], (counts + 1) / (counts + 1).sum())
+        return (out - x).pow(2).mean().item()
+
+    plain, kmeans = error(0), error(10)
+    assert kmeans < 0.2 * plain
+
+
 def test_update_freezes_usage_into_integer_tables():
     q = MultiCodebookQuantizer(channels=4, groups=2, codewords=8)
     q.usage.copy_(torch.softmax(torch.randn(2, 8), -1))

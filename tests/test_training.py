@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import codec
@@ -107,3 +108,24 @@ def test_torchrun_two_processes(tmp_path, data_dir):
     assert json.loads(read_metadata(out / "model.safetensors")["train"])["steps_done"] == 4
     logged = [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines() if "loss" in line]
     assert logged == [1, 2, 3, 4]  # one writer, not two
+
+
+def test_mcquic_init_keeps_levels_of_a_ladder_that_gained_one():
+    """--init from a ladder with m = 2, 4 into one with m = 1, 2, 4: the codebooks follow their m, the new level is seeded fresh."""
+    import dataclasses
+
+    from codec.models.mcquic import TINY, McQuic
+    from codec.training.mcquic import McQuicTask
+
+    old = McQuic(TINY).state_dict()
+    task = McQuicTask(dataclasses.replace(TINY, groups=(1, 2, 4)))
+    adapted = task.adapt_init(old)
+    assert not [k for k in adapted if k.startswith("quantizers.0.")]
+    for old_level, new_level in ((0, 1), (1, 2)):
+        for scale in range(TINY.scales):
+            key = f"quantizers.{old_level}.{scale}.codebook"
+            assert adapted[f"quantizers.{new_level}.{scale}.codebook"] is old[key]
+    assert adapted["g_s.0.conv_a.0.conv.0.weight"] is old["g_s.0.conv_a.0.conv.0.weight"]
+    model = task.build()
+    model.load_state_dict(adapted, strict=False)  # every adapted tensor fits the new ladder
+    assert torch.equal(model.quantizers[2][0].codebook, old["quantizers.1.0.codebook"])

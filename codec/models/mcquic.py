@@ -50,7 +50,7 @@ class McQuicConfig:
 
     channels: int = 64
     latent_channels: int = 128
-    groups: tuple[int, ...] = field(default=(2, 4, 8, 16))
+    groups: tuple[int, ...] = field(default=(1, 2, 4, 8, 16))
     codewords: tuple[int, ...] = field(default=(1024, 512, 256))
 
     def __post_init__(self) -> None:
@@ -200,7 +200,8 @@ class McQuic(nn.Module):
         """
         was_training = self.training
         self.eval()
-        ys = self.features(x)
+        parts = [self.features(chunk) for chunk in x.split(64)]  # bounded activation memory for large samples
+        ys = [torch.cat(scale) for scale in zip(*parts, strict=True)]
         for level in range(1, self.levels + 1):
 
             def seed(scale: int, residual: Tensor, level: int = level) -> None:

@@ -78,7 +78,7 @@ class MultiCodebookQuantizer(nn.Module):
             q = flat + (hard - flat).detach() + (soft_q - soft_q.detach())
             self._track_usage(idx)
         else:
-            idx = self._distances(flat).argmin(-1)
+            idx = self._nearest(flat)
             q = hard = self._lookup_flat(idx)
         vq_loss = F.mse_loss(hard, flat.detach()) + 0.25 * F.mse_loss(flat, hard.detach())
         b, _, h, w = x.shape
@@ -102,21 +102,37 @@ class MultiCodebookQuantizer(nn.Module):
         self.usage.mul_(self.ema_decay).add_(counts / idx.shape[1], alpha=1 - self.ema_decay)
 
     @torch.no_grad()
-    def init_from(self, x: Tensor) -> None:
-        """Seed the codebook with random latent vectors of ``x`` and set the temperature to match.
+    def init_from(self, x: Tensor, iters: int = 10) -> None:
+        """Seed the codebook from the latent vectors of ``x`` by k-means, and set the temperature to match.
 
-        The inverse temperature is chosen so that the median gap between the nearest and the
-        second-nearest codeword is 2 logits: Gumbel noise then flips only ambiguous assignments.
+        The codewords start as random vectors of ``x`` (jittered, so that a sample smaller than ``k``
+        still gives distinct codewords) and take ``iters`` Lloyd steps; the usage statistics start
+        from the final assignment.  The inverse temperature is chosen so that the median gap between
+        the nearest and the second-nearest codeword is 2 logits: Gumbel noise then flips only
+        ambiguous assignments.
         """
         flat = self._split(x)
         n = flat.shape[1]
         pick = torch.randint(n, (self.groups, self.codewords), device=x.device)
         seeds = torch.gather(flat, 1, pick.unsqueeze(-1).expand(-1, -1, self.dim))
         self.codebook.data.copy_(seeds + torch.randn_like(seeds) * flat.std(1, keepdim=True) * 0.05)
-        two = self._distances(flat).topk(2, dim=-1, largest=False).values
+        counts = torch.ones_like(self.usage)
+        for step in range(iters + 1):
+            idx = self._nearest(flat)
+            counts = torch.zeros_like(self.usage).scatter_add_(1, idx, torch.ones_like(idx, dtype=self.usage.dtype))
+            if step == iters:
+                break
+            sums = torch.zeros_like(self.codebook).scatter_add_(1, idx.unsqueeze(-1).expand(-1, -1, self.dim), flat)
+            used = counts > 0  # an empty cell keeps its codeword
+            self.codebook.data[used] = sums[used] / counts[used].unsqueeze(-1)
+        two = self._distances(flat[:, :4096]).topk(2, dim=-1, largest=False).values
         gap = (two[..., 1] - two[..., 0]).median(dim=1).values.clamp_min(1e-8)
         self.log_scale.data.copy_(torch.log(2.0 / gap))
-        self.usage.fill_(1.0 / self.codewords)
+        self.usage.copy_((counts + 1) / (counts + 1).sum(-1, keepdim=True))
+
+    def _nearest(self, flat: Tensor, chunk: int = 16384) -> Tensor:
+        """Index [m, N] of the nearest codeword of every vector of ``flat`` [m, N, d], in chunks of vectors."""
+        return torch.cat([self._distances(part).argmin(-1) for part in flat.split(chunk, dim=1)], 1)
 
     @torch.no_grad()
     def reseed_dead(self, threshold: float = 0.03) -> int:

@@ -24,17 +24,38 @@ class McQuicTask(ImageData):
     name = "mcquic"
     find_unused_parameters = True  # under DDP: the codebooks of the levels a batch does not use
 
-    def __init__(self, config: McQuicConfig, vq_weight: float = 1.0, reseed_every: int = 50) -> None:
+    def __init__(self, config: McQuicConfig, vq_weight: float = 1.0, reseed_every: int = 50, seed_crops: int = 512) -> None:
         self.config = config
         self.vq_weight = vq_weight
         self.reseed_every = reseed_every
+        self.seed_crops = seed_crops
+        """Crops whose latents seed new codebooks by k-means (:meth:`first_batch`)."""
 
     def build(self) -> nn.Module:
         """A new McQuic model of this task's configuration."""
         return McQuic(self.config)
 
+    def adapt_init(self, weights: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Rename the codebooks of ``weights`` (initial weights of another ladder) to the levels of this
+        configuration that have the same number of groups, so that a ladder grown by a level keeps
+        every level it shares with the old one; levels without a match are dropped (seeded fresh)."""
+        old_groups = {
+            int(name.split(".")[1]): int(t.shape[0]) for name, t in weights.items() if name.startswith("quantizers.") and name.endswith(".0.codebook")
+        }
+        new_level = {m: i for i, m in enumerate(self.config.groups)}
+        adapted = {}
+        for name, tensor in weights.items():
+            if not name.startswith("quantizers."):
+                adapted[name] = tensor
+                continue
+            _, old, rest = name.split(".", 2)
+            target = new_level.get(old_groups.get(int(old), -1))
+            if target is not None:
+                adapted[f"quantizers.{target}.{rest}"] = tensor
+        return adapted
+
     def first_batch(self, model: nn.Module, batch: Tensor, loaded: set[str]) -> None:
-        """Seed the codebooks that were not loaded from initial weights."""
+        """Seed the codebooks that were not loaded from initial weights (k-means on ``batch``'s latents)."""
         pairs = {(q, s) for q in range(1, len(self.config.groups) + 1) for s in range(self.config.scales)}
         fresh = {(q, s) for q, s in pairs if f"quantizers.{q - 1}.{s}.codebook" not in loaded}
         if fresh:

@@ -117,7 +117,9 @@ def _make(model: str, preset: str, quality: int | None, lmbda: float | None, vq_
         )
         raise InputError(f"--quality does not apply to training: {how}; drop --quality")
     if model == "mcquic":
-        extra = {} if vq_weight is None else {"vq_weight": vq_weight}
+        extra = {"seed_crops": cfg.batch_size} if preset == "tiny" else {}
+        if vq_weight is not None:
+            extra["vq_weight"] = vq_weight
         return McQuicTask(mcquic.TINY if preset == "tiny" else mcquic.McQuicConfig(), **extra), cfg
     if model == "hyperprior":
         kwargs = {"channels": 8, "latent_channels": 8} if preset == "tiny" else {}

@@ -142,6 +142,8 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     model = task.build().to(dev)
+    if init_weights is not None and hasattr(task, "adapt_init"):  # e.g. a ladder that gained a level
+        init_weights = task.adapt_init(init_weights)
     loaded = _load_matching(model, init_weights) if init_weights is not None else set()
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     crops = task.sampler(data, cfg.crop, cfg.seed + 1000 * rank)
@@ -155,7 +157,8 @@ def train(
         else:
             crops.generator.manual_seed(cfg.seed + 1000 * rank + step)
     else:
-        task.first_batch(model, crops.batch(cfg.batch_size).to(dev), loaded)
+        # a task may want a larger sample than one batch for its data-dependent initialization
+        task.first_batch(model, crops.batch(getattr(task, "seed_crops", cfg.batch_size)).to(dev), loaded)
     if world > 1:
         for tensor in model.state_dict().values():
             dist.broadcast(tensor, 0)
