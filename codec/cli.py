@@ -122,8 +122,10 @@ def _cmd_train(args: argparse.Namespace) -> None:
     if args.model == "vqgan-ladder":
         _train_ladder(args)
         return
-    if args.steps == 0:
-        raise InputError("--steps 0 only makes sense for vqgan-ladder (no per-level fine-tuning)")
+    if args.steps == 0 and not args.init:
+        raise InputError("--steps 0 needs --init: it exports the initial weights after the data-dependent initialization (e.g. new McQuic levels seeded by k-means)")
+    if args.steps == 0 and args.resume:
+        raise InputError("--steps 0 starts from --init; drop --resume")
     config = tasks.read_config(args.config) if args.config else None
     task, cfg = tasks.make(
         args.model, preset=args.preset, quality=args.quality, lmbda=args.lmbda, vq_weight=args.vq_weight, config=config, ladder=args.ladder
@@ -255,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--config", default=None, help='JSON file: {"train": {...}, "model": {...}, "loss": {...}} overriding the preset (loss: recovery pixel_weight)')
     tr.add_argument("--lmbda", type=float, default=None, help="rate-distortion trade-off (hyperprior, vaeformer)")
     tr.add_argument("--vq-weight", type=float, default=None, help="weight of the codebook/commitment loss (mcquic only)")
-    tr.add_argument("--steps", type=_non_negative_int, default=None, help="total steps (vqgan-ladder: per level, 0 = no fine-tuning)")
+    tr.add_argument("--steps", type=_non_negative_int, default=None, help="total steps (vqgan-ladder: per level, 0 = no fine-tuning; other models: 0 = export --init after the data-dependent initialization, validated)")
     tr.add_argument("--batch-size", type=_positive_int, default=None)
     tr.add_argument("--crop", type=_positive_int, default=None)
     tr.add_argument("--lr", type=float, default=None)

@@ -129,3 +129,25 @@ def test_mcquic_init_keeps_levels_of_a_ladder_that_gained_one():
     model = task.build()
     model.load_state_dict(adapted, strict=False)  # every adapted tensor fits the new ladder
     assert torch.equal(model.quantizers[2][0].codebook, old["quantizers.1.0.codebook"])
+
+
+def test_steps_0_exports_a_grown_ladder(tmp_path, data_dir, capsys):
+    """--steps 0 --init: the old levels unchanged under their m, the new level seeded by k-means, validated; without --init it is refused."""
+    assert train(tmp_path / "base", data_dir) == 0  # tiny ladder m = 2, 4
+    config = tmp_path / "grow.json"
+    config.write_text(json.dumps({"model": {"groups": [1, 2, 4]}}))
+    capsys.readouterr()
+    assert train(tmp_path / "grown", data_dir, "--config", config, "--init", tmp_path / "base" / "model.safetensors", "--steps", 0) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {f"psnr_q{q}" for q in (1, 2, 3)} <= set(result["validation"])
+    old, _ = load_weights(tmp_path / "base" / "model.safetensors")
+    new, meta = load_weights(tmp_path / "grown" / "model.safetensors")
+    assert json.loads(meta["train"])["steps_done"] == 0 and json.loads(meta["config"])["groups"] == [1, 2, 4]
+    assert torch.equal(new["quantizers.2.0.codebook"], old["quantizers.1.0.codebook"])
+    assert torch.equal(new["g_s.1.conv1.weight"], old["g_s.1.conv1.weight"])
+    assert new["quantizers.0.0.codebook"].shape[0] == 1
+    img = np.full((40, 40, 3), 77, np.uint8)
+    weights = tmp_path / "grown" / "model.safetensors"
+    assert codec.decode(codec.encode(img, weights=weights, quality=1), weights=weights).shape == (40, 40, 3)
+    assert train(tmp_path / "none", data_dir, "--steps", 0) == 1
+    assert "--steps 0 needs --init" in capsys.readouterr().err

@@ -201,6 +201,10 @@ def train(
                 bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
             if step % cfg.ckpt_every == 0 or step == end:
                 _checkpoint(task, model, optimizer, step, crops, cfg, out, metrics)
+        if cfg.steps == 0 and rank == 0:  # nothing to train: export the initialized model (e.g. a grown ladder)
+            metrics = task.validate(model, val_images) if val_images else {}
+            log.write(json.dumps({"step": 0, "val": metrics}) + "\n")
+            _checkpoint(task, model, optimizer, step, crops, cfg, out, metrics)
     finally:
         bar.close()
         if log:
