@@ -128,7 +128,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
         raise InputError("--steps 0 starts from --init; drop --resume")
     config = tasks.read_config(args.config) if args.config else None
     task, cfg = tasks.make(
-        args.model, preset=args.preset, quality=args.quality, lmbda=args.lmbda, vq_weight=args.vq_weight, config=config, ladder=args.ladder
+        args.model, preset=args.preset, quality=args.quality, lmbda=args.lmbda, vq_weight=args.vq_weight, config=config, ladder=args.ladder,
+        only_levels=args.only_levels,
     )
     cfg = cfg.with_overrides(
         steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr, seed=args.seed, val_every=args.val_every
@@ -257,6 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--config", default=None, help='JSON file: {"train": {...}, "model": {...}, "loss": {...}} overriding the preset (loss: recovery pixel_weight)')
     tr.add_argument("--lmbda", type=float, default=None, help="rate-distortion trade-off (hyperprior, vaeformer)")
     tr.add_argument("--vq-weight", type=float, default=None, help="weight of the codebook/commitment loss (mcquic only)")
+    tr.add_argument(
+        "--only-levels", type=_positive_int, nargs="+", default=None,
+        help="mcquic: train only these quality levels' codebooks, the shared network and other levels unchanged (e.g. a level new to --init)",
+    )
     tr.add_argument("--steps", type=_non_negative_int, default=None, help="total steps (vqgan-ladder: per level, 0 = no fine-tuning; other models: 0 = export --init after the data-dependent initialization, validated)")
     tr.add_argument("--batch-size", type=_positive_int, default=None)
     tr.add_argument("--crop", type=_positive_int, default=None)

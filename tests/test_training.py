@@ -151,3 +151,15 @@ def test_steps_0_exports_a_grown_ladder(tmp_path, data_dir, capsys):
     assert codec.decode(codec.encode(img, weights=weights, quality=1), weights=weights).shape == (40, 40, 3)
     assert train(tmp_path / "none", data_dir, "--steps", 0) == 1
     assert "--steps 0 needs --init" in capsys.readouterr().err
+
+    # --only-levels 1: the new level's codebooks fit the frozen network; everything else stays bit for bit
+    assert train(tmp_path / "fit", data_dir, "--config", config, "--init", weights, "--only-levels", 1, "--lr", 0.05) == 0
+    fitted, _ = load_weights(tmp_path / "fit" / "model.safetensors")
+    assert set(fitted) == set(new)
+    changed = {k for k in new if not torch.equal(fitted[k], new[k])}
+    assert changed and all(k.startswith("quantizers.0.") for k in changed), changed
+    assert "quantizers.0.0.codebook" in changed
+    assert train(tmp_path / "bad", data_dir, "--config", config, "--init", weights, "--only-levels", 4) == 1
+    assert "--only-levels 4 is not a level of this ladder (1..3)" in capsys.readouterr().err
+    assert main(["train", "hyperprior", "--preset", "tiny", "--data", str(data_dir / "training"), "--out", str(tmp_path / "hp"), "--only-levels", "1"]) == 1
+    assert "--only-levels applies to mcquic" in capsys.readouterr().err

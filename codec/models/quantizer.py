@@ -116,7 +116,6 @@ class MultiCodebookQuantizer(nn.Module):
         pick = torch.randint(n, (self.groups, self.codewords), device=x.device)
         seeds = torch.gather(flat, 1, pick.unsqueeze(-1).expand(-1, -1, self.dim))
         self.codebook.data.copy_(seeds + torch.randn_like(seeds) * flat.std(1, keepdim=True) * 0.05)
-        counts = torch.ones_like(self.usage)
         for step in range(iters + 1):
             idx = self._nearest(flat)
             counts = torch.zeros_like(self.usage).scatter_add_(1, idx, torch.ones_like(idx, dtype=self.usage.dtype))

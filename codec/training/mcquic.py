@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import InputError
 from ..metrics import ms_ssim, psnr
 from ..models.mcquic import McQuic, McQuicConfig, pad_to_multiple
 from .trainer import ImageData
@@ -24,16 +25,40 @@ class McQuicTask(ImageData):
     name = "mcquic"
     find_unused_parameters = True  # under DDP: the codebooks of the levels a batch does not use
 
-    def __init__(self, config: McQuicConfig, vq_weight: float = 1.0, reseed_every: int = 50, seed_crops: int = 512) -> None:
+    def __init__(
+        self, config: McQuicConfig, vq_weight: float = 1.0, reseed_every: int = 50, seed_crops: int = 512, only_levels: tuple[int, ...] = ()
+    ) -> None:
         self.config = config
         self.vq_weight = vq_weight
         self.reseed_every = reseed_every
         self.seed_crops = seed_crops
         """Crops whose latents seed new codebooks by k-means (:meth:`first_batch`)."""
+        self.only_levels = tuple(only_levels)
+        """When set, only these levels' codebooks train and the shared network stays frozen (e.g. fitting a
+        level new to the ``--init`` file without moving the others: their files decode bit for bit as before)."""
 
     def build(self) -> nn.Module:
         """A new McQuic model of this task's configuration."""
+        bad = [q for q in self.only_levels if not 1 <= q <= len(self.config.groups)]
+        if bad:
+            raise InputError(f"--only-levels {bad[0]} is not a level of this ladder (1..{len(self.config.groups)})")
         return McQuic(self.config)
+
+    def levels(self) -> tuple[int, ...]:
+        """The quality levels that train: ``only_levels``, or every level of the ladder."""
+        return self.only_levels or tuple(range(1, len(self.config.groups) + 1))
+
+    def trainable(self, model: nn.Module) -> list[nn.Parameter]:
+        """The parameters the optimizer updates; with ``only_levels`` all others stop requiring gradients."""
+        if not self.only_levels:
+            return list(model.parameters())
+        keep = tuple(f"quantizers.{q - 1}." for q in self.only_levels)
+        params = []
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith(keep))
+            if p.requires_grad:
+                params.append(p)
+        return params
 
     def adapt_init(self, weights: dict[str, Tensor]) -> dict[str, Tensor]:
         """Rename the codebooks of ``weights`` (initial weights of another ladder) to the levels of this
@@ -62,8 +87,9 @@ class McQuicTask(ImageData):
             model.init_codebooks(batch, fresh)
 
     def loss(self, model: nn.Module, batch: Tensor) -> tuple[Tensor, dict[str, float]]:
-        """MSE distortion plus the weighted VQ loss, at a random quality level."""
-        level = int(torch.randint(1, len(self.config.groups) + 1, ()).item())
+        """MSE distortion plus the weighted VQ loss, at a random training level."""
+        levels = self.levels()
+        level = levels[int(torch.randint(len(levels), ()).item())]
         out = model(batch, level=level)
         mse = F.mse_loss(out["x_hat"], batch)
         loss = mse + self.vq_weight * out["vq_loss"]
@@ -71,11 +97,11 @@ class McQuicTask(ImageData):
         return loss, {"loss": loss.item(), "level": level, "psnr": psnr_value, "vq": out["vq_loss"].item()}
 
     def after_step(self, model: nn.Module, batch: Tensor, step: int, total: int) -> dict[str, float]:
-        """Re-seed dead codewords every ``reseed_every`` steps during the first 90% of training."""
+        """Re-seed dead codewords of the training levels every ``reseed_every`` steps during the first 90% of training."""
         if step % self.reseed_every or step > 0.9 * total:
             return {}
         net = model.module if hasattr(model, "module") else model
-        return {"reseeded": float(sum(q.reseed_dead() for level in net.quantizers for q in level))}
+        return {"reseeded": float(sum(q.reseed_dead() for level in self.levels() for q in net.quantizers[level - 1]))}
 
     @torch.no_grad()
     def validate(self, model: nn.Module, images: list[Tensor]) -> dict[str, float]:

@@ -86,12 +86,18 @@ def make(
     vq_weight: float | None = None,
     config: dict[str, dict[str, Any]] | None = None,
     ladder: str | None = None,
+    only_levels: list[int] | None = None,
 ):
     """The task and training configuration for ``model`` under ``preset``, with ``config`` overrides applied.
 
     ``ladder`` (recovery only): the VQGAN-cluster weights whose indices it learns (default: shipped).
+    ``only_levels`` (mcquic only): train just these levels' codebooks, the shared network frozen.
     """
+    if only_levels and model != "mcquic":
+        raise InputError(f"--only-levels applies to mcquic, not {model}")
     task, cfg = _make(model, preset, quality, lmbda, vq_weight, ladder)
+    if only_levels:
+        task.only_levels = tuple(only_levels)
     config = config or {}
     cfg = _replace(cfg, config.get("train", {}), "train")
     if config.get("model"):

@@ -145,7 +145,8 @@ def train(
     if init_weights is not None and hasattr(task, "adapt_init"):  # e.g. a ladder that gained a level
         init_weights = task.adapt_init(init_weights)
     loaded = _load_matching(model, init_weights) if init_weights is not None else set()
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    params = task.trainable(model) if hasattr(task, "trainable") else model.parameters()  # e.g. one new level's codebooks
+    optimizer = torch.optim.Adam(params, lr=cfg.lr)
     crops = task.sampler(data, cfg.crop, cfg.seed + 1000 * rank)
     val_images = task.validation_data(val, data, cfg.val_images) if rank == 0 else []
     last = out / "last.safetensors"
