@@ -146,8 +146,8 @@ def _stream_table(names: list, table: bytes) -> list[dict[str, Any]]:
     entries, pos = [], 0
     for name in names:
         length, shift = 0, 0
-        for i in range(_MAX_VARINT + 1):
-            if i == _MAX_VARINT or pos >= len(table):
+        for _ in range(_MAX_VARINT):
+            if pos >= len(table):
                 raise CorruptStreamError("stream table truncated or invalid")
             byte = table[pos]
             pos += 1
@@ -155,6 +155,8 @@ def _stream_table(names: list, table: bytes) -> list[dict[str, Any]]:
             shift += 7
             if not byte & 0x80:
                 break
+        else:  # no final byte within _MAX_VARINT
+            raise CorruptStreamError("stream table truncated or invalid")
         if pos + _CRC.size > len(table):
             raise CorruptStreamError("stream table truncated or invalid")
         (crc,) = _CRC.unpack_from(table, pos)

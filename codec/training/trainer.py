@@ -64,7 +64,13 @@ class ImageData:
 
 
 class Task(Protocol):
-    """What a model provides to the shared loop."""
+    """What a model provides to the shared loop.
+
+    Optional, read with ``getattr`` when a task has them: ``find_unused_parameters`` (DDP),
+    ``seed_crops`` (size of the sample :meth:`first_batch` gets; default one batch),
+    ``adapt_init(weights) -> weights`` (rename ``--init`` tensors of a related configuration) and
+    ``trainable(model) -> parameters`` (what the optimizer updates; default all).
+    """
 
     name: str
 
