@@ -50,10 +50,10 @@ LOSSES = (0.0, 0.05, 0.1, 0.2, 0.3)
 
 
 def received(data: bytes, model: VQGANCluster, level: int) -> tuple[Tensor, Tensor]:
-    """Index map and ``known`` mask of the intact packets of a (possibly damaged) resilient file."""
-    c = container.unpack(data, erasable=resilient.is_packet)
+    """Index map and ``known`` mask of the intact (or rebuilt from parity) packets of a resilient file."""
+    c = container.unpack(data, erasable=resilient.is_erasable)
     h, w = (-(-s // model.pad_multiple) for s in c.shape[:2])
-    packets = [None if n in c.missing else c.stream(n) for n, _ in c.streams if resilient.is_packet(n)]
+    packets = resilient.received_packets(c)
     return resilient.decode_packets(model.level(level), packets, h, w, resilient.PacketLayout.from_meta(c.meta))
 
 

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-from . import container, imageio, registry, resilient
+from . import container, imageio, parity, registry, resilient
 from .climate import GRIB_MAGIC, NETCDF_MAGICS
 from .fileio import existing_file
 from .errors import CorruptStreamError, FormatError, InputError, ModelError
@@ -82,6 +82,7 @@ def encode(
     bpp: float | None = None,
     packet_rows: int | None = None,
     packet_lattice: int | None = None,
+    packet_parity: float | None = None,
     scheduler: object = None,
     workers: int = 1,
 ) -> bytes:
@@ -91,7 +92,9 @@ def encode(
     ladder model (``model="vqgan"``) ``quality`` is the level, or ``bpp`` picks the highest level
     whose file stays at or under that many bits per pixel, and ``packet_rows`` makes the file
     resilient: independently decodable packets of that many token rows (see :mod:`codec.resilient`),
-    interleaved ``packet_lattice`` x ``packet_lattice`` (default 2; 1 = packets of whole token rows).
+    interleaved ``packet_lattice`` x ``packet_lattice`` (default 2; 1 = packets of whole token rows),
+    with ``packet_parity`` x their number of Reed-Solomon parity packets (rounded up; any that many lost
+    packets are rebuilt exactly, see :mod:`codec.parity`).
     Climate: a netCDF/GRIB path or an ``xarray.Dataset``; ``max_abs_error`` (a number, or
     ``{"t": 0.1}`` / ``"t=0.1,z=10"`` per variable) guarantees a pointwise error bound; with a dask
     ``scheduler`` (``"threads"``, ``"processes"`` or a ``distributed.Client``) ``workers`` fields are
@@ -100,8 +103,8 @@ def encode(
     channels, coded one time step at a time (:mod:`codec.climate.cra5_archive`).
     """
     if is_climate_input(data):
-        if bpp is not None or packet_rows is not None or packet_lattice is not None:
-            raise InputError("--bpp, --packet-rows and --packet-lattice apply to images, not climate data")
+        if bpp is not None or packet_rows is not None or packet_lattice is not None or packet_parity is not None:
+            raise InputError("--bpp, --packet-rows, --packet-lattice and --parity apply to images, not climate data")
         return _encode_climate(data, model, quality, weights, max_abs_error, progress, scheduler, workers)
     if scheduler is not None:
         raise InputError("dask scheduling applies to climate archives, not images")
@@ -111,7 +114,7 @@ def encode(
         raise InputError("give either a quality/level or a target bpp, not both")
     if bpp is not None and not bpp > 0:
         raise InputError(f"target bpp must be positive, got {bpp}")
-    return _encode_image(data, model, quality, weights, bpp, packet_rows, packet_lattice)
+    return _encode_image(data, model, quality, weights, bpp, packet_rows, packet_lattice, packet_parity)
 
 
 def _encode_climate(data, model, quality, weights, max_abs_error, progress, scheduler=None, workers=1) -> bytes:  # noqa: ANN001
@@ -163,6 +166,7 @@ def _encode_image(
     bpp: float | None = None,
     packet_rows: int | None = None,
     packet_lattice: int | None = None,
+    packet_parity: float | None = None,
 ) -> bytes:
     pixels = imageio.to_array(image)
     mode = imageio.MODES_BY_CHANNELS[pixels.shape[2]]
@@ -174,8 +178,11 @@ def _encode_image(
         raise InputError(f"--bpp needs a model with a bitrate ladder (mcquic, vqgan), not {loaded.spec.name}")
     if packet_rows is not None and not loaded.spec.packets:
         raise InputError(f"--packet-rows needs a model with resilient packets (vqgan), not {loaded.spec.name}")
-    if packet_lattice is not None and packet_rows is None:
-        raise InputError("--packet-lattice needs --packet-rows")
+    for given, flag in ((packet_lattice, "--packet-lattice"), (packet_parity, "--parity")):
+        if given is not None and packet_rows is None:
+            raise InputError(f"{flag} needs --packet-rows")
+    if packet_parity is not None:
+        parity.parity_count(1, packet_parity)  # a bad fraction fails before any work
     layout = None if packet_rows is None else resilient.PacketLayout(packet_rows, resilient.LATTICE if packet_lattice is None else packet_lattice)
     rgb, alpha = imageio.split_alpha(pixels)
     h, w = rgb.shape[:2]
@@ -193,6 +200,10 @@ def _encode_image(
         else:  # packets last: a truncated file loses packets, never the (non-erasable) alpha plane
             meta.update(layout.meta())
             streams = extra + [(f"p{i}", s) for i, s in enumerate(strings)]
+            if packet_parity is not None:
+                checks = parity.encode(strings, parity.parity_count(len(strings), packet_parity))
+                meta["packet_parity"] = len(checks)
+                streams += [(f"f{j}", s) for j, s in enumerate(checks)]
         return container.pack(
             container.Container(kind="image", model=model_id, shape=list(pixels.shape), dtype="uint8", streams=streams, meta=meta)
         )
@@ -249,7 +260,7 @@ def decode(  # noqa: ANN201 - array or Dataset
     or without a recovery model for the file's weights, filled with the level's most frequent codeword;
     a :class:`LostPackets` warning says which.
     """
-    c = container.unpack(bytes(data), erasable=resilient.is_packet)
+    c = container.unpack(bytes(data), erasable=resilient.is_erasable)
     if c.kind == "climate":
         return open_climate(c, weights)
     return _decode_image(c, weights, recover, recovery_weights)
@@ -297,16 +308,18 @@ def _decode_packets(
     """The image of a resilient file, recovering the indices of lost packets."""
     layout = resilient.PacketLayout.from_meta(c.meta)
     expected = len(layout.slices(-(-height // loaded.model.pad_multiple), -(-width // loaded.model.pad_multiple)))
-    names = [name for name, _ in c.streams if resilient.is_packet(name)]
-    if names != [f"p{i}" for i in range(expected)]:
-        raise FormatError(f"packet table lists {len(names)} packets, the image needs {expected}")
-    if len(c.missing) == len(names):
-        raise CorruptStreamError(f"all {len(names)} packets are lost; nothing to decode")
-    strings = [None if name in c.missing else c.stream(name) for name in names]
-    fill = _recovery_for(loaded, recovery_weights) if recover and c.missing else None
-    if c.missing:
+    strings = resilient.received_packets(c)
+    if len(strings) != expected:
+        raise FormatError(f"packet table lists {len(strings)} packets, the image needs {expected}")
+    lost = sum(s is None for s in strings)
+    if lost == expected:
+        raise CorruptStreamError(f"all {lost} packets are lost; nothing to decode")
+    fill = _recovery_for(loaded, recovery_weights) if recover and lost else None
+    if lost:
         how = "recovered by the recovery transformer" if fill else "filled with the most frequent codeword"
-        warnings.warn(f"{len(c.missing)} of {len(names)} packets lost; their indices were {how}", LostPackets, stacklevel=2)
+        warnings.warn(f"{lost} of {expected} packets lost; their indices were {how}", LostPackets, stacklevel=2)
+    elif any(resilient.is_packet(name) for name in c.missing):
+        warnings.warn("lost packets were rebuilt exactly from the parity packets", LostPackets, stacklevel=2)
     return loaded.model.decompress(strings, height, width, loaded.quality, layout, fill)
 
 
@@ -338,14 +351,17 @@ def _recovery_for(loaded: registry.LoadedModel, weights: str | os.PathLike | Non
     return net.restore
 
 
-def damage(data: bytes, drop: float, seed: int = 0) -> bytes:
-    """Simulate a lossy channel: erase ``drop`` of a resilient file's packets, deterministically per ``seed``."""
-    return resilient.damage(bytes(data), drop, seed)
+def damage(data: bytes, drop: float, seed: int = 0, independent: bool = False) -> bytes:
+    """Simulate a lossy channel: erase ``drop`` of a resilient file's packets, deterministically per ``seed``.
+
+    With ``independent``, each packet is lost with probability ``drop`` on its own (an i.i.d. channel).
+    """
+    return resilient.damage(bytes(data), drop, seed, independent)
 
 
 def info(data: bytes) -> dict:
     """What a compressed file holds: kind, model, shape, bytes, bpp (images) or variables and ratio (climate)."""
-    c = container.unpack(bytes(data), erasable=resilient.is_packet)
+    c = container.unpack(bytes(data), erasable=resilient.is_erasable)
     if c.kind == "climate":
         return _climate_info(c, len(data))
     if c.kind != "image":
@@ -361,8 +377,8 @@ def info(data: bytes) -> dict:
         "mode": c.meta.get("mode"),
         "bytes": len(data),
         "bpp": 8 * len(data) / (h * w),
-        **{k: c.meta[k] for k in ("level", "codebook_size", "groups", "packet_rows", "packet_lattice") if k in c.meta},
-        **({"lost_packets": sorted(c.missing, key=lambda n: int(n[1:]))} if c.missing else {}),
+        **{k: c.meta[k] for k in ("level", "codebook_size", "groups", "packet_rows", "packet_lattice", "packet_parity") if k in c.meta},
+        **({"lost_packets": sorted(c.missing, key=lambda n: (n[0] != "p", int(n[1:])))} if c.missing else {}),
         "streams": {name: len(s) for name, s in c.streams},
         "format_version": c.version,
     }

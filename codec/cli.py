@@ -34,6 +34,7 @@ def _cmd_encode(args: argparse.Namespace) -> None:
         bpp=args.bpp,
         packet_rows=args.packet_rows,
         packet_lattice=args.packet_lattice,
+        packet_parity=args.parity,
         scheduler=_scheduler(args.dask),
         workers=args.workers,
     )
@@ -84,7 +85,7 @@ def _cmd_damage(args: argparse.Namespace) -> None:
     from . import api, fileio
 
     api.check_output(args.input, args.output, args.force)
-    fileio.write_atomic(args.output, api.damage(api.read_input(args.input), args.drop, args.seed))
+    fileio.write_atomic(args.output, api.damage(api.read_input(args.input), args.drop, args.seed, args.iid))
 
 
 def _cmd_info(args: argparse.Namespace) -> None:
@@ -208,6 +209,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --packet-rows: interleave packets N x N (default 2; 1 = packets of whole token rows, the layout of older files)",
     )
     enc.add_argument(
+        "--parity", type=float, default=None, metavar="FRACTION",
+        help="with --packet-rows: add Reed-Solomon parity packets, FRACTION of the packet count (rounded up); "
+        "any that many lost packets are rebuilt exactly (0.25 covers 20%% loss)",
+    )
+    enc.add_argument(
         "--dask", default=None,
         help="climate: code fields in parallel with dask: threads, processes, or a distributed scheduler address (tcp://...)",
     )
@@ -230,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     dmg.add_argument("-o", "--output", required=True)
     dmg.add_argument("--drop", type=float, required=True, help="fraction of packets to lose, 0..1")
     dmg.add_argument("--seed", type=int, default=0, help="which packets (deterministic per seed)")
+    dmg.add_argument("--iid", action="store_true", help="lose each packet independently with probability --drop (the count varies by seed)")
     dmg.add_argument("-f", "--force", action="store_true", help="overwrite OUTPUT if it exists")
     dmg.set_defaults(func=_cmd_damage)
 

@@ -88,6 +88,8 @@ class Container:
     """Erasable streams that failed their checksum or lie past the end (see :func:`unpack`); payload ``b""``."""
     spans: dict[str, tuple[int, int]] = field(default_factory=dict)
     """Where each stream lies in the file it was unpacked from: ``(start, declared length)``."""
+    checksums: dict[str, int] = field(default_factory=dict)
+    """Each stream's CRC32 as the stream table declares it (a lost stream's too)."""
     version: int = FORMAT_VERSION
     """Format version of the file it was unpacked from."""
 
@@ -232,7 +234,7 @@ def _from_header(header: Any, data: bytes, offset: int, erasable: Callable[[str]
     dtype = _require(header, "dtype", str)
     meta = _require(header, "meta", dict)
     entries = _require(header, "streams", list)
-    streams, missing, spans = [], set(), {}
+    streams, missing, spans, checksums = [], set(), {}, {}
     for entry in entries:
         if not isinstance(entry, dict):
             raise FormatError("stream table entry is not an object")
@@ -248,7 +250,8 @@ def _from_header(header: Any, data: bytes, offset: int, erasable: Callable[[str]
             payload = b""
         streams.append((name, payload))
         spans[name] = (offset, length)
+        checksums[name] = crc
         offset += length
     if offset < len(data) or offset > len(data) and not missing:
         raise CorruptStreamError(f"{len(data) - offset} unexpected bytes after the last stream")
-    return Container(kind=kind, model=model, shape=shape, dtype=dtype, streams=streams, meta=meta, missing=missing, spans=spans)
+    return Container(kind=kind, model=model, shape=shape, dtype=dtype, streams=streams, meta=meta, missing=missing, spans=spans, checksums=checksums)

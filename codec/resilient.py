@@ -15,9 +15,14 @@ mostly received, instead of a strip ``rows`` tokens high, which is far easier to
 under 1 % of the index bits (the checkerboard prior sees neighbours two tokens apart).  ``lattice = 1``
 is the plain layout of whole token rows.
 
-:func:`damage` simulates a lossy channel: it erases (inverts) a fraction of the packets,
-deterministically per seed, so their checksums fail.  Decoding marks those positions missing; they
-are then recovered by the recovery transformer (:mod:`codec.models.recovery`) or filled naively.
+Files made with ``packet_parity`` also carry Reed-Solomon parity packets ``f0, f1, ...``
+(:mod:`codec.parity`): :func:`received_packets` rebuilds lost index packets from them exactly when
+enough packets arrived.
+
+:func:`damage` simulates a lossy channel: it erases (inverts) a fraction of the packets (index and
+parity packets alike), deterministically per seed, so their checksums fail.  Decoding marks the
+positions of lost index packets that could not be rebuilt missing; they are then recovered by the
+recovery transformer (:mod:`codec.models.recovery`) or filled naively.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import container
+from . import container, parity
 from .errors import FormatError, InputError
 
 if TYPE_CHECKING:
@@ -46,6 +51,11 @@ MAX_LATTICE = 16
 def is_packet(name: str) -> bool:
     """True for the name of an index packet (``p0``, ``p1``, ...)."""
     return PACKET.fullmatch(name) is not None
+
+
+def is_erasable(name: str) -> bool:
+    """True for a stream a channel may lose: an index packet or a parity packet (``f0``, ...)."""
+    return is_packet(name) or parity.is_parity(name)
 
 
 @dataclass(frozen=True)
@@ -103,26 +113,47 @@ def decode_packets(level: "LadderLevel", packets: list[bytes | None], height: in
     return indices, known
 
 
+def received_packets(c: container.Container) -> list[bytes | None]:
+    """The index packets of a resilient file, ``None`` where lost, after rebuilding what its parity packets allow."""
+    names = [name for name, _ in c.streams if is_packet(name)]
+    if names != [f"p{i}" for i in range(len(names))]:
+        raise FormatError("index packets are not numbered p0, p1, ... in order")
+    checks = [name for name, _ in c.streams if parity.is_parity(name)]
+    count = c.meta.get("packet_parity", 0)
+    if not isinstance(count, int) or isinstance(count, bool) or checks != [f"f{j}" for j in range(count)]:
+        raise FormatError(f"packet table lists {len(checks)} parity packets, the header {count!r}")
+    packets = [None if name in c.missing else c.stream(name) for name in names]
+    if not count:
+        return packets
+    return parity.rebuild(packets, [None if name in c.missing else c.stream(name) for name in checks],
+                          [c.spans[name][1] for name in names], [c.checksums[name] for name in names])
+
+
 def naive_fill(level: "LadderLevel", indices: Tensor, known: Tensor) -> Tensor:
     """Missing indices replaced by the level's most frequent codeword (the baseline of recovery)."""
     return torch.where(known, indices, torch.argmax(level.freq[0]).to(indices))
 
 
-def damage(data: bytes, drop: float, seed: int) -> bytes:
-    """``data`` with ``round(drop * packets)`` packets erased, chosen by ``seed``.
+def damage(data: bytes, drop: float, seed: int, independent: bool = False) -> bytes:
+    """``data`` with ``round(drop * packets)`` packets (index and parity packets alike) erased, chosen by ``seed``.
 
-    An erased packet keeps its length but has every byte inverted, so its checksum fails (zeroing
-    would not: an all-zero packet stays valid).
+    With ``independent``, each packet is lost on its own with probability ``drop`` instead (an
+    i.i.d. channel: the number lost varies from seed to seed).  An erased packet keeps its length but
+    has every byte inverted, so its checksum fails (zeroing would not: an all-zero packet stays valid).
 
     Only resilient files (made with ``packet_rows``) have packets to lose; the header is left intact.
     """
     if not 0.0 <= drop <= 1.0:
         raise InputError(f"drop fraction must be in [0, 1], got {drop}")
-    c = container.unpack(data, erasable=is_packet)
-    names = [name for name, _ in c.streams if is_packet(name)]
+    c = container.unpack(data, erasable=is_erasable)
+    names = [name for name, _ in c.streams if is_erasable(name)]
     if not names:
         raise InputError("file has no index packets; encode it with --packet-rows to make it resilient")
-    lost = np.random.default_rng(seed).choice(len(names), size=round(drop * len(names)), replace=False)
+    rng = np.random.default_rng(seed)
+    if independent:
+        lost = np.flatnonzero(rng.random(len(names)) < drop)
+    else:
+        lost = rng.choice(len(names), size=round(drop * len(names)), replace=False)
     out = bytearray(data)
     for k in lost.tolist():
         start, length = c.spans[names[k]]
