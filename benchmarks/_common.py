@@ -35,6 +35,11 @@ def load_rgb(path: Path) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
+def kodak_images(limit: int | None = None) -> dict[str, np.ndarray]:
+    """The first ``limit`` (default all) Kodak images by name, as uint8 [H, W, 3] RGB."""
+    return {p.stem: load_rgb(p) for p in sorted(KODAK_DIR.glob("*.png"))[:limit]}
+
+
 def to_tensor(pixels: np.ndarray) -> torch.Tensor:
     """uint8 [H, W, 3] -> float [1, 3, H, W] in [0, 1]."""
     return torch.tensor(pixels).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)

@@ -1,5 +1,5 @@
 """Demo: compress one image with the CLI at every shipped McQuic quality and at VQGAN-cluster levels 1-9
-(plus a resilient file losing 20 % of its packets), decode it, print bpp / PSNR / MS-SSIM.
+(plus resilient files losing 20 % of their packets, without and with parity packets), decode it, print bpp / PSNR / MS-SSIM.
 
 Usage: python benchmarks/demo.py [IMAGE]   (default: a synthetic test image when IMAGE is missing)
 Outputs go to demo-out/.
@@ -56,6 +56,7 @@ def main() -> None:
         row(source, original, f"vqgan level {level}", ["--model", "vqgan", "--level", str(level)])
     if 7 in shipped.get("vqgan", []):  # a resilient file losing 20 % of its packets, recovered
         row(source, original, "vqgan 7, 20% lost", ["--model", "vqgan", "--level", "7", "--packet-rows", "2"], damage=0.2)
+        row(source, original, "parity, 20% lost", ["--model", "vqgan", "--level", "7", "--packet-rows", "2", "--parity", "0.25"], damage=0.2)
 
 
 def row(source: Path, original: np.ndarray, label: str, options: list[str], damage: float | None = None) -> None:
@@ -75,6 +76,7 @@ def row(source: Path, original: np.ndarray, label: str, options: list[str], dama
     size = packed.stat().st_size
     a, b = as_tensor(original), as_tensor(decoded)
     print(f"{label:>16} {size:>7} {8 * size / (original.shape[0] * original.shape[1]):>7.4f} {psnr(a, b):>7.2f} {ms_ssim(a, b):>8.4f} {seconds:>8.1f}s")
+
 
 if __name__ == "__main__":
     main()

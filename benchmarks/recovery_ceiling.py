@@ -30,15 +30,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import KODAK_DIR, REPO_ROOT, RESULTS_DIR, load_rgb
-from recovery_kodak import decoded, received
+from _common import REPO_ROOT, RESULTS_DIR, kodak_images
+from recovery_kodak import decoded, received, shipped_recovery
 from scipy.ndimage import gaussian_filter
 from vqgan_kodak import quality
 
 sys.path.insert(0, str(REPO_ROOT))
 import codec  # noqa: E402
 from codec import api, registry  # noqa: E402
-from codec.models.recovery import load_recovery  # noqa: E402
 
 SIGMAS = (4, 8, 16)
 LOSS, LOSS_SEED_INDEX = 0.2, 3
@@ -72,8 +71,8 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS_DIR / "recovery_ceiling"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    net, _ = load_recovery(registry.CHECKPOINTS / registry.get_spec("vqgan").recovery)
-    images = {p.stem: load_rgb(p) for p in sorted(KODAK_DIR.glob("*.png"))[: args.limit]}
+    net = shipped_recovery()
+    images = kodak_images(args.limit)
     table: dict[int, dict[str, list[float]]] = {}
     for level in args.levels:
         model = registry.load("vqgan", level).model

@@ -35,7 +35,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _common import KODAK_DIR, REPO_ROOT, RESULTS_DIR, load_rgb  # noqa: E402
+from _common import REPO_ROOT, RESULTS_DIR, kodak_images  # noqa: E402
 from torch import Tensor  # noqa: E402
 from kodak import psnr  # noqa: E402
 from vqgan_kodak import quality  # noqa: E402
@@ -43,7 +43,7 @@ from vqgan_kodak import quality  # noqa: E402
 sys.path.insert(0, str(REPO_ROOT))
 import codec  # noqa: E402
 from codec import api, container, registry, resilient  # noqa: E402
-from codec.models.recovery import interpolate_holes, load_recovery  # noqa: E402
+from codec.models.recovery import RecoveryTransformer, interpolate_holes, load_recovery  # noqa: E402
 from codec.models.vqgan_cluster import LadderLevel, VQGANCluster  # noqa: E402
 
 LOSSES = (0.0, 0.05, 0.1, 0.2, 0.3)
@@ -55,6 +55,11 @@ def received(data: bytes, model: VQGANCluster, level: int) -> tuple[Tensor, Tens
     h, w = (-(-s // model.pad_multiple) for s in c.shape[:2])
     packets = resilient.received_packets(c)
     return resilient.decode_packets(model.level(level), packets, h, w, resilient.PacketLayout.from_meta(c.meta))
+
+
+def shipped_recovery() -> RecoveryTransformer:
+    """The shipped recovery network of the shipped VQGAN-cluster ladder."""
+    return load_recovery(registry.CHECKPOINTS / registry.get_spec("vqgan").recovery)[0]
 
 
 def decoded(model: VQGANCluster, latent: Tensor, shape: tuple[int, ...]) -> np.ndarray:
@@ -90,7 +95,7 @@ def main() -> None:
     net, ladder_hash = load_recovery(rec_path)
     if ladder_hash != registry.load("vqgan", 1, args.weights).weights_hash:
         sys.exit(f"{rec_path} was trained on another ladder than {args.weights or 'the shipped vqgan'}")
-    images = {p.stem: load_rgb(p) for p in sorted(KODAK_DIR.glob("*.png"))[: args.limit]}
+    images = kodak_images(args.limit)
     rows, timings = [], []
     for level in args.levels:
         model = registry.load("vqgan", level, args.weights).model

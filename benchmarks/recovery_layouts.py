@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import KODAK_DIR, REPO_ROOT, RESULTS_DIR, load_rgb
+from _common import REPO_ROOT, RESULTS_DIR, kodak_images
 from recovery_kodak import decoded, interpolated, received
 from vqgan_kodak import quality
 
@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS_DIR / "recovery_layouts.md"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    images = {p.stem: load_rgb(p) for p in sorted(KODAK_DIR.glob("*.png"))[: args.limit]}
+    images = kodak_images(args.limit)
     lines = [f"Kodak, {len(images)} images ({', '.join(images)}), about {100 * LOSS:.0f} % of the tokens lost, lost decoder inputs "
              "interpolated from their received neighbours (no network). MS-SSIM as a fraction of the clean decode's "
              "(ratio of means), in brackets the fraction of tokens lost.", ""]
