@@ -37,7 +37,7 @@ def parity_count(packets: int, fraction: float) -> int:
     """Parity packets for ``packets`` index packets at ``fraction`` of their number, rounded up."""
     if not (0.0 < fraction <= 1.0):
         raise InputError(f"parity fraction must be in (0, 1], got {fraction}")
-    count = math.ceil(fraction * packets - 1e-9)
+    count = math.ceil(fraction * packets - 1e-9)  # 0.1 * 30 is 3.0000000000000004 in floats: 3, not 4
     if packets + count > MAX_BLOCKS:
         raise InputError(f"{packets} packets plus {count} parity packets exceed {MAX_BLOCKS}; use larger packets (--packet-rows)")
     return count

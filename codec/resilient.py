@@ -154,8 +154,14 @@ def damage(data: bytes, drop: float, seed: int, independent: bool = False) -> by
         lost = np.flatnonzero(rng.random(len(names)) < drop)
     else:
         lost = rng.choice(len(names), size=round(drop * len(names)), replace=False)
+    return erase(data, [names[k] for k in lost.tolist()], c)
+
+
+def erase(data: bytes, names: list[str], c: container.Container | None = None) -> bytes:
+    """``data`` with the named streams' bytes inverted, so their checksums fail (``c``: ``data`` unpacked, if at hand)."""
+    spans = (c or container.unpack(data, erasable=is_erasable)).spans
     out = bytearray(data)
-    for k in lost.tolist():
-        start, length = c.spans[names[k]]
+    for name in names:
+        start, length = spans[name]
         out[start : start + length] = bytes(b ^ 0xFF for b in out[start : start + length])
     return bytes(out)
