@@ -4,7 +4,7 @@ Every image is encoded at each level as a resilient file (packets of 2 token row
 layout) without parity and with Reed-Solomon parity packets at several fractions of the packet count
 (``codec.encode(..., packet_parity=F)``), damaged with ``codec.api.damage`` on two channels:
 ``count`` loses exactly that fraction of all packets (the seeds of ``recovery_kodak.py``, one per
-level and loss rate, so the files without parity lose the same packets there) and ``iid`` loses each
+level, image and loss rate, so the files without parity lose the same packets there) and ``iid`` loses each
 packet on its own with that probability (``independent=True``; one draw per image, its seed
 different for every image), and decoded as
 ``codec decode`` does: lost packets are rebuilt from the parity where enough packets arrived, and the
@@ -37,7 +37,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from _common import REPO_ROOT, RESULTS_DIR, kodak_images  # noqa: E402
-from recovery_kodak import decoded, received, shipped_recovery  # noqa: E402
+from recovery_kodak import damage_seed, decoded, received, shipped_recovery  # noqa: E402
 from vqgan_kodak import quality  # noqa: E402
 
 sys.path.insert(0, str(REPO_ROOT))
@@ -79,7 +79,8 @@ def main() -> None:
                 for fraction in PARITIES:
                     data = codec.encode(img, model="vqgan", quality=level, packet_rows=args.packet_rows, packet_parity=fraction or None)
                     for (channel, independent), loss in itertools.product(channels.items(), LOSSES):
-                        seed = 1000 * level + LOSS_SEED_INDEX[loss] + (10 * (number + 1) if independent else 0)
+                        seed = (1000 * level + LOSS_SEED_INDEX[loss] + 10 * (number + 1) if independent
+                                else damage_seed(level, number, LOSS_SEED_INDEX[loss]))
                         damaged = api.damage(data, loss, seed=seed, independent=independent)
                         indices, known = received(damaged, model, level)
                         if known.all():

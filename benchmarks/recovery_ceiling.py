@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from _common import REPO_ROOT, RESULTS_DIR, kodak_images
-from recovery_kodak import decoded, received, shipped_recovery
+from recovery_kodak import damage_seed, decoded, received, shipped_recovery
 from scipy.ndimage import gaussian_filter
 from vqgan_kodak import quality
 
@@ -78,10 +78,10 @@ def main() -> None:
         model = registry.load("vqgan", level).model
         lv = model.level(level)
         scores = table.setdefault(level, {})
-        for name, img in images.items():
+        for number, (name, img) in enumerate(images.items()):
             data = codec.encode(img, model="vqgan", quality=level, packet_rows=2)
             truth, _ = received(data, model, level)
-            indices, known = received(api.damage(data, LOSS, seed=1000 * level + LOSS_SEED_INDEX), model, level)
+            indices, known = received(api.damage(data, LOSS, seed=damage_seed(level, number, LOSS_SEED_INDEX)), model, level)
             with torch.inference_mode():
                 clean = decoded(model, lv.latent(truth[None]), img.shape)
                 _, points = net.recover(indices, known, level)

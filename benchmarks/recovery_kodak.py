@@ -1,14 +1,16 @@
 """Lost-index recovery on Kodak: clean vs recovered vs naive decode under packet loss, per VQGAN-cluster level.
 
 For each level and loss rate, every image is encoded as a resilient file (``codec.encode`` with
-``packet_rows``) and damaged with ``codec.api.damage`` (fixed seeds); the intact packets of the
+``packet_rows``) and damaged with ``codec.api.damage`` (a fixed seed per level, image and loss rate, so
+every image loses its own packets; ``--shared-seeds`` gives all images of one level and loss rate the
+seed of versions before 2026-11-30, i.e. the same lost packets for all images of one size); the intact packets of the
 damaged file are decoded and the lost positions restored three ways: the recovery transformer (as
 ``codec decode`` does), the naive fill of ``--no-recover`` (the level's most frequent codeword), and,
 as a stronger non-learned reference, the network's own first guess: each lost position's decoder
 input interpolated from its received neighbours (:func:`codec.models.recovery.interpolate_holes`).
 Each is decoded by the network and compared with the original (PSNR, MS-SSIM), beside the clean
-decode of the undamaged file, and with the clean decode itself (PSNR: how faithfully the lost part of
-the stream was restored, whatever the codec's own error); index accuracy (of the codeword nearest to each restored point) is
+decode of the undamaged file, and with the clean decode itself (PSNR and MS-SSIM: how faithfully the lost
+part of the stream was restored, whatever the codec's own error); index accuracy (of the codeword nearest to each restored point) is
 measured on the lost positions.  ``--lattice 1`` makes files in the row layout of older versions
 instead of the dispersed one.  The recovery time of a
 768x512 image (512 x 768 pixels = 32 x 48 tokens) is the median over the damaged files of that size.
@@ -37,7 +39,6 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from _common import REPO_ROOT, RESULTS_DIR, kodak_images  # noqa: E402
 from torch import Tensor  # noqa: E402
-from kodak import psnr  # noqa: E402
 from vqgan_kodak import quality  # noqa: E402
 
 sys.path.insert(0, str(REPO_ROOT))
@@ -73,6 +74,11 @@ def interpolated(lv: LadderLevel, indices: Tensor, known: Tensor) -> Tensor:
     return interpolate_holes(lv.latent(indices[None]).permute(0, 2, 3, 1), known[None]).permute(0, 3, 1, 2)
 
 
+def damage_seed(level: int, image: int, k: int, shared: bool = False) -> int:
+    """Damage seed of the ``image``-th image at ``level`` and the ``k``-th loss rate (``shared``: the same for all images)."""
+    return 1000 * level + k if shared else 100_000 * level + 100 * image + k
+
+
 def _mean(values: list[float]) -> float:
     """Mean of the non-NaN values (NaN if there are none, e.g. the index accuracy at 0 % loss)."""
     kept = [v for v in values if not np.isnan(v)]
@@ -88,6 +94,7 @@ def main() -> None:
     parser.add_argument("--packet-rows", type=int, default=2)
     parser.add_argument("--lattice", type=int, default=resilient.LATTICE, help="packet interleave (1: rows, as older files)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--shared-seeds", action="store_true", help="one damage seed per level and loss for all images (older tables)")
     parser.add_argument("--out", default=str(RESULTS_DIR / "recovery_kodak"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -100,7 +107,7 @@ def main() -> None:
     for level in args.levels:
         model = registry.load("vqgan", level, args.weights).model
         lv = model.level(level)
-        for name, img in images.items():
+        for i, (name, img) in enumerate(images.items()):
             data = codec.encode(img, model="vqgan", quality=level, weights=args.weights, packet_rows=args.packet_rows,
                                 packet_lattice=args.lattice)
             plain = codec.encode(img, model="vqgan", quality=level, weights=args.weights)
@@ -110,7 +117,7 @@ def main() -> None:
                 clean_img = decoded(model, lv.latent(truth[None]), img.shape)
                 clean = quality(img, clean_img)
                 for k, loss in enumerate(LOSSES):
-                    indices, known = received(api.damage(data, loss, seed=1000 * level + k), model, level)
+                    indices, known = received(api.damage(data, loss, seed=damage_seed(level, i, k, args.shared_seeds)), model, level)
                     lost = ~known
                     t0 = time.perf_counter()
                     got, points = net.recover(indices, known, level) if lost.any() else (indices, None)
@@ -120,14 +127,15 @@ def main() -> None:
                     outs = [decoded(model, latent, img.shape) for latent in
                             (lv.latent(got[None]) if points is None else net.decoder_input(points), lv.latent(naive[None]), interpolated(lv, indices, known))]
                     rec, nai, interp = (quality(img, out) for out in outs)
-                    vs_clean = [psnr(clean_img, out) if lost.any() else float("nan") for out in outs]
+                    vs_clean = [quality(clean_img, out) if lost.any() else (float("nan"), float("nan")) for out in outs]
                     acc = float((got[lost] == truth[lost]).float().mean()) if lost.any() else float("nan")
                     naive_acc = float((naive[lost] == truth[lost]).float().mean()) if lost.any() else float("nan")
                     rows.append({"level": level, "image": name, "loss": loss, **bpp, "lost_tokens": float(lost.float().mean()),
                                  "clean_psnr": clean[0], "clean_ms_ssim": clean[1], "psnr": rec[0], "ms_ssim": rec[1],
                                  "naive_psnr": nai[0], "naive_ms_ssim": nai[1], "interp_psnr": interp[0], "interp_ms_ssim": interp[1],
                                  "index_acc": acc, "naive_index_acc": naive_acc,
-                                 **{f"{k}_psnr_vs_clean": v for k, v in zip(("rec", "naive", "interp"), vs_clean)}})
+                                 **{f"{k}_psnr_vs_clean": v[0] for k, v in zip(("rec", "naive", "interp"), vs_clean)},
+                                 **{f"{k}_ms_ssim_vs_clean": v[1] for k, v in zip(("rec", "naive", "interp"), vs_clean)}})
             print(f"level {level} {name}: " + ", ".join(f"{r['loss']:.2f}: {r['ms_ssim']:.3f}/{r['naive_ms_ssim']:.3f}/{r['interp_ms_ssim']:.3f}"
                                                       for r in rows[-len(LOSSES):]), flush=True)
     summary = []
@@ -138,19 +146,22 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps({"summary": summary, "recovery_seconds_768x512": float(np.median(timings)) if timings else None,
-                                                   "threads": args.threads, "images": len(images), "lattice": args.lattice}, indent=2))
+                                                   "threads": args.threads, "images": len(images), "lattice": args.lattice,
+                                                   "shared_seeds": args.shared_seeds}, indent=2))
     layout = "dispersed layout (2 x 2 interleave)" if args.lattice == 2 else "row layout" if args.lattice == 1 else f"{args.lattice} x {args.lattice} interleave"
+    seeds = "one damage seed per level and loss rate for all images" if args.shared_seeds else "a damage seed per level, image and loss rate"
     lines = [f"Kodak, {len(images)} images ({', '.join(images)}), packets of {args.packet_rows} token rows' worth, {layout}, "
-             f"recovery weights {rec_path.name}; MS-SSIM and PSNR (dB) against the original, means over images.", "",
+             f"recovery weights {rec_path.name}, {seeds}; MS-SSIM and PSNR (dB) against the original, means over images.", "",
              "| level | packets lost | tokens lost | clean MS-SSIM | recovered | naive | interp. | rec/clean | clean PSNR | recovered | naive | interp. | index acc (rec / naive) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in summary:
         lines.append(f"| {s['level']} | {100 * s['loss']:.0f}% | {100 * s['lost_tokens']:.1f}% | {s['clean_ms_ssim']:.4f} | {s['ms_ssim']:.4f} | "
                      f"{s['naive_ms_ssim']:.4f} | {s['interp_ms_ssim']:.4f} | {s['ms_ssim'] / s['clean_ms_ssim']:.3f} | {s['clean_psnr']:.2f} | "
                      f"{s['psnr']:.2f} | {s['naive_psnr']:.2f} | {s['interp_psnr']:.2f} | {s['index_acc']:.3f} / {s['naive_index_acc']:.3f} |")
-    lines += ["", "How closely each restoration reproduces the clean decode (what the sender's indices would have given), PSNR (dB) "
-              "of recovered / naive / interpolated against the clean decode, at 20 % of the packets lost: "
-              + ", ".join(f"level {s['level']} {s['rec_psnr_vs_clean']:.2f} / {s['naive_psnr_vs_clean']:.2f} / {s['interp_psnr_vs_clean']:.2f}"
+    lines += ["", "How closely each restoration reproduces the clean decode (what the sender's indices would have given), "
+              "PSNR (dB) and MS-SSIM of recovered / naive / interpolated against the clean decode, at 20 % of the packets lost: "
+              + ", ".join(f"level {s['level']} {s['rec_psnr_vs_clean']:.2f} / {s['naive_psnr_vs_clean']:.2f} / {s['interp_psnr_vs_clean']:.2f} dB, "
+                          f"{s['rec_ms_ssim_vs_clean']:.4f} / {s['naive_ms_ssim_vs_clean']:.4f} / {s['interp_ms_ssim_vs_clean']:.4f}"
                           for s in summary if s["loss"] == 0.2) + "."]
     lines += ["", "Cost of resilience (bpp of the resilient file / of the plain file): "
               + ", ".join(f"level {s['level']} {s['bpp']:.4f} / {s['plain_bpp']:.4f}" for s in summary if s["loss"] == 0) + "."]

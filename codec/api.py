@@ -181,13 +181,13 @@ def _encode_image(
     for given, flag in ((packet_lattice, "--packet-lattice"), (packet_parity, "--parity")):
         if given is not None and packet_rows is None:
             raise InputError(f"{flag} needs --packet-rows")
-    if packet_parity is not None:
-        parity.parity_count(1, packet_parity)  # a bad fraction fails before any work
     layout = None if packet_rows is None else resilient.PacketLayout(packet_rows, resilient.LATTICE if packet_lattice is None else packet_lattice)
     rgb, alpha = imageio.split_alpha(pixels)
     h, w = rgb.shape[:2]
     net = loaded.model
     _check_pixels(net, h, w)
+    if packet_parity is not None:  # a bad fraction, or too many packets for the code, fails before any coding
+        parity.parity_count(len(layout.slices(-(-h // net.pad_multiple), -(-w // net.pad_multiple))), packet_parity)
     extra = [("alpha", imageio.png_bytes(alpha))] if alpha is not None else []
 
     def pack(strings: list[bytes], level: int | None) -> bytes:
@@ -258,8 +258,11 @@ def decode(  # noqa: ANN201 - array or Dataset
     Resilient VQGAN-cluster files decode even with lost packets: the missing indices are restored by
     the recovery transformer (``recovery_weights``, default the shipped one) or, with ``recover=False``
     or without a recovery model for the file's weights, filled with the level's most frequent codeword;
-    a :class:`LostPackets` warning says which.
+    a :class:`LostPackets` warning says which (or that lost packets were rebuilt exactly from the file's
+    parity packets).
     """
+    if recovery_weights is not None and not Path(recovery_weights).is_file():
+        raise ModelError(f"recovery weights not found: {recovery_weights}")
     c = container.unpack(bytes(data), erasable=resilient.is_erasable)
     if c.kind == "climate":
         return open_climate(c, weights)
@@ -292,7 +295,9 @@ def _decode_image(
     m = net.pad_multiple
     hp, wp = h + (-h) % m, w + (-w) % m
     with _inference():
-        if "packet_rows" in c.meta and loaded.spec.ladder:
+        if "packet_rows" in c.meta:
+            if not loaded.spec.packets:
+                raise FormatError(f"header lists index packets, but model {loaded.spec.name} has none")
             x = _decode_packets(c, loaded, hp, wp, recover, recovery_weights)
         else:
             strings = [c.stream(f"l{i}") for i in range(net.stream_count)]
@@ -317,9 +322,9 @@ def _decode_packets(
     fill = _recovery_for(loaded, recovery_weights) if recover and lost else None
     if lost:
         how = "recovered by the recovery transformer" if fill else "filled with the most frequent codeword"
-        warnings.warn(f"{lost} of {expected} packets lost; their indices were {how}", LostPackets, stacklevel=2)
+        warnings.warn(f"{lost} of {expected} packets lost; their indices were {how}", LostPackets, stacklevel=4)  # at decode()'s caller
     elif any(resilient.is_packet(name) for name in c.missing):
-        warnings.warn("lost packets were rebuilt exactly from the parity packets", LostPackets, stacklevel=2)
+        warnings.warn("lost packets were rebuilt exactly from the parity packets", LostPackets, stacklevel=4)
     return loaded.model.decompress(strings, height, width, loaded.quality, layout, fill)
 
 
@@ -352,7 +357,7 @@ def _recovery_for(loaded: registry.LoadedModel, weights: str | os.PathLike | Non
 
 
 def damage(data: bytes, drop: float, seed: int = 0, independent: bool = False) -> bytes:
-    """Simulate a lossy channel: erase ``drop`` of a resilient file's packets, deterministically per ``seed``.
+    """Simulate a lossy channel: erase ``drop`` of a resilient file's intact packets, deterministically per ``seed``.
 
     With ``independent``, each packet is lost with probability ``drop`` on its own (an i.i.d. channel).
     """
@@ -378,7 +383,7 @@ def info(data: bytes) -> dict:
         "bytes": len(data),
         "bpp": 8 * len(data) / (h * w),
         **{k: c.meta[k] for k in ("level", "codebook_size", "groups", "packet_rows", "packet_lattice", "packet_parity") if k in c.meta},
-        **({"lost_packets": sorted(c.missing, key=lambda n: (n[0] != "p", int(n[1:])))} if c.missing else {}),
+        **({"lost_packets": sorted(c.missing, key=lambda n: (n[0] != "p", len(n), n))} if c.missing else {}),
         "streams": {name: len(s) for name, s in c.streams},
         "format_version": c.version,
     }

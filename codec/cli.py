@@ -234,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     dmg = sub.add_parser("damage", help="simulate a lossy channel: erase a fraction of a resilient file's packets")
     dmg.add_argument("input")
     dmg.add_argument("-o", "--output", required=True)
-    dmg.add_argument("--drop", type=float, required=True, help="fraction of packets to lose, 0..1")
+    dmg.add_argument("--drop", type=float, required=True, help="fraction of the intact packets (index and parity) to lose, 0..1, rounded to the nearest count")
     dmg.add_argument("--seed", type=int, default=0, help="which packets (deterministic per seed)")
     dmg.add_argument("--iid", action="store_true", help="lose each packet independently with probability --drop (the count varies by seed)")
     dmg.add_argument("-f", "--force", action="store_true", help="overwrite OUTPUT if it exists")

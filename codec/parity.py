@@ -16,6 +16,7 @@ parity.  Parity buys exact recovery with bits: a loss rate ``p`` of all packets 
 from __future__ import annotations
 
 import math
+import numbers
 import re
 import zlib
 
@@ -23,7 +24,7 @@ import zfec
 
 from .errors import FormatError, InputError
 
-PARITY = re.compile(r"f\d+")
+PARITY = re.compile(r"f(?:0|[1-9][0-9]*)", re.ASCII)
 MAX_BLOCKS = 256
 """zfec's limit on index packets plus parity packets of one file."""
 
@@ -35,7 +36,7 @@ def is_parity(name: str) -> bool:
 
 def parity_count(packets: int, fraction: float) -> int:
     """Parity packets for ``packets`` index packets at ``fraction`` of their number, rounded up."""
-    if not (0.0 < fraction <= 1.0):
+    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not (0.0 < fraction <= 1.0):
         raise InputError(f"parity fraction must be in (0, 1], got {fraction}")
     count = math.ceil(fraction * packets - 1e-9)  # 0.1 * 30 is 3.0000000000000004 in floats: 3, not 4
     if packets + count > MAX_BLOCKS:
@@ -58,6 +59,8 @@ def rebuild(packets: list[bytes | None], parity: list[bytes | None], lengths: li
     fails its checksum means the parity does not belong to these packets: a :class:`FormatError`.
     """
     k, m = len(packets), len(packets) + len(parity)
+    if not 0 < k < m <= MAX_BLOCKS:
+        raise FormatError(f"{k} packets with {m - k} parity packets: not a valid parity code")
     lost = [i for i, p in enumerate(packets) if p is None]
     spares = [(k + j, p) for j, p in enumerate(parity) if p is not None]
     if not lost or len(spares) < len(lost):

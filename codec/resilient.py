@@ -27,6 +27,7 @@ recovery transformer (:mod:`codec.models.recovery`) or filled naively.
 
 from __future__ import annotations
 
+import operator
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -41,7 +42,7 @@ from .errors import FormatError, InputError
 if TYPE_CHECKING:
     from .models.vqgan_cluster import LadderLevel
 
-PACKET = re.compile(r"p\d+")
+PACKET = re.compile(r"p(?:0|[1-9][0-9]*)", re.ASCII)
 LATTICE = 2
 """Interleave of new resilient files (see :class:`PacketLayout`)."""
 MAX_LATTICE = 16
@@ -66,6 +67,14 @@ class PacketLayout:
     lattice: int = 1
 
     def __post_init__(self) -> None:
+        for field in ("rows", "lattice"):  # plain ints only: numpy ints are normalised, bools and floats refused
+            value = getattr(self, field)
+            try:
+                if isinstance(value, bool):
+                    raise TypeError
+                object.__setattr__(self, field, operator.index(value))
+            except TypeError:
+                raise InputError(f"packet {field} must be an integer, got {value!r}") from None
         if self.rows < 1 or not 1 <= self.lattice <= MAX_LATTICE:
             raise InputError(f"packet rows must be >= 1 and the lattice in 1..{MAX_LATTICE}, got {self.rows} and {self.lattice}")
 
@@ -120,13 +129,15 @@ def received_packets(c: container.Container) -> list[bytes | None]:
         raise FormatError("index packets are not numbered p0, p1, ... in order")
     checks = [name for name, _ in c.streams if parity.is_parity(name)]
     count = c.meta.get("packet_parity", 0)
-    if not isinstance(count, int) or isinstance(count, bool) or checks != [f"f{j}" for j in range(count)]:
+    # the count is checked against the table before any list of that length is built
+    if not isinstance(count, int) or isinstance(count, bool) or len(checks) != count or checks != [f"f{j}" for j in range(count)]:
         raise FormatError(f"packet table lists {len(checks)} parity packets, the header {count!r}")
-    packets = [None if name in c.missing else c.stream(name) for name in names]
+    if count and not 0 < len(names) <= parity.MAX_BLOCKS - count:
+        raise FormatError(f"{len(names)} index packets with {count} parity packets: not a valid parity code")
+    packets, spares = ([None if name in c.missing else c.stream(name) for name in group] for group in (names, checks))
     if not count:
         return packets
-    return parity.rebuild(packets, [None if name in c.missing else c.stream(name) for name in checks],
-                          [c.spans[name][1] for name in names], [c.checksums[name] for name in names])
+    return parity.rebuild(packets, spares, [c.spans[name][1] for name in names], [c.checksums[name] for name in names])
 
 
 def naive_fill(level: "LadderLevel", indices: Tensor, known: Tensor) -> Tensor:
@@ -135,11 +146,14 @@ def naive_fill(level: "LadderLevel", indices: Tensor, known: Tensor) -> Tensor:
 
 
 def damage(data: bytes, drop: float, seed: int, independent: bool = False) -> bytes:
-    """``data`` with ``round(drop * packets)`` packets (index and parity packets alike) erased, chosen by ``seed``.
+    """``data`` with ``round(drop * packets)`` of its intact packets (index and parity packets alike)
+    erased, chosen by ``seed`` (Python's ``round``: halves go to the even number).
 
-    With ``independent``, each packet is lost on its own with probability ``drop`` instead (an
+    With ``independent``, each intact packet is lost on its own with probability ``drop`` instead (an
     i.i.d. channel: the number lost varies from seed to seed).  An erased packet keeps its length but
     has every byte inverted, so its checksum fails (zeroing would not: an all-zero packet stays valid).
+    Packets already lost (a damaged or truncated file) stay lost and are not counted, so damaging a
+    damaged file again is a second lossy hop.
 
     Only resilient files (made with ``packet_rows``) have packets to lose; the header is left intact.
     """
@@ -149,6 +163,7 @@ def damage(data: bytes, drop: float, seed: int, independent: bool = False) -> by
     names = [name for name, _ in c.streams if is_erasable(name)]
     if not names:
         raise InputError("file has no index packets; encode it with --packet-rows to make it resilient")
+    names = [name for name in names if name not in c.missing]
     rng = np.random.default_rng(seed)
     if independent:
         lost = np.flatnonzero(rng.random(len(names)) < drop)
@@ -158,10 +173,15 @@ def damage(data: bytes, drop: float, seed: int, independent: bool = False) -> by
 
 
 def erase(data: bytes, names: list[str], c: container.Container | None = None) -> bytes:
-    """``data`` with the named streams' bytes inverted, so their checksums fail (``c``: ``data`` unpacked, if at hand)."""
-    spans = (c or container.unpack(data, erasable=is_erasable)).spans
+    """``data`` with the named packets' bytes inverted, so their checksums fail (``c``: ``data`` unpacked,
+    if at hand).  Packets already lost are left as they are (inverting them again would restore them)."""
+    c = c or container.unpack(data, erasable=is_erasable)
     out = bytearray(data)
     for name in names:
-        start, length = spans[name]
-        out[start : start + length] = bytes(b ^ 0xFF for b in out[start : start + length])
+        if name not in c.spans or not is_erasable(name):
+            raise InputError(f"no packet named {name!r} in this file")
+        if name in c.missing:
+            continue
+        start, length = c.spans[name]
+        out[start : start + length] = (np.frombuffer(out, np.uint8, length, start) ^ 0xFF).tobytes()
     return bytes(out)

@@ -17,6 +17,7 @@ import codec
 from codec import api, container, parity, resilient
 from codec.cli import main
 from codec.errors import FormatError, InputError
+from codec.models.vqgan_cluster import VQGANCluster
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +112,32 @@ def test_inconsistent_parity_headers_fail(tiny_ladder, protected):
         bad = container.pack(container.Container(kind=c.kind, model=c.model, shape=c.shape, dtype=c.dtype, streams=streams, meta=meta))
         with pytest.raises(FormatError, match="parity packets"):
             codec.decode(bad, weights=tiny_ladder)
+
+
+def test_absurd_parity_counts_fail_before_allocating(tiny_ladder, protected):
+    c = container.unpack(protected)
+    for count in (10**15, -1):
+        bad = container.pack(container.Container(kind=c.kind, model=c.model, shape=c.shape, dtype=c.dtype, streams=c.streams,
+                                                 meta={**c.meta, "packet_parity": count}))
+        with pytest.raises(FormatError, match="parity packets"):
+            codec.decode(bad, weights=tiny_ladder)
+
+
+def test_more_blocks_than_the_code_allows_fail_cleanly():
+    with pytest.raises(FormatError, match="not a valid parity code"):
+        parity.rebuild([None] + [b"x"] * 255, [b"y"], [1] * 256, [zlib.crc32(b"x")] * 256)
+    streams = [(f"p{i}", b"x") for i in range(300)] + [("f0", b"y")]
+    forged = container.unpack(container.pack(container.Container(kind="image", model={}, shape=[8, 8, 3], dtype="uint8", streams=streams,
+                                                                 meta={"packet_parity": 1})))
+    with pytest.raises(FormatError, match="not a valid parity code"):
+        resilient.received_packets(forged)
+
+
+def test_too_many_packets_for_the_code_fail_before_coding(tiny_ladder, image, monkeypatch):
+    tall = np.concatenate([image] * 7, 0)  # 560 x 72: 140 x 18 tokens, 140 packets of one row's worth
+    monkeypatch.setattr(VQGANCluster, "compress", lambda *a, **k: pytest.fail("coded before checking the packet count"))
+    with pytest.raises(InputError, match="exceed 256"):
+        codec.encode(tall, model="vqgan", quality=2, weights=tiny_ladder, packet_rows=1, packet_parity=1.0)
 
 
 def test_cli_parity_and_bad_arguments(tiny_ladder, image, tmp_path, capsys):

@@ -24,7 +24,11 @@ squared distance of the codewords from the point; a cosine schedule says how man
 after each step), and repeat with their points as context.  The decoder is fed the points
 themselves (:meth:`RecoveryTransformer.restore`), not the nearest codewords: between codewords lies
 a better estimate than any single one of them.  It is deterministic (no sampling) and never changes
-a known position.
+a known position.  Attention memory grows with the square of the token count, so maps of more than
+``window_tokens`` tokens (64 x 64, a 1024 x 1024 image) are restored in overlapping windows: every
+``tile`` x ``tile`` block with a missing position from its own window, the block plus ``margin``
+tokens of context on each side (the network was trained on 16 x 16 windows; attending over a whole
+4096 x 4096 image would take 64 GB).
 """
 
 from __future__ import annotations
@@ -80,6 +84,11 @@ class RecoveryTransformer(nn.Module):
     Build it for a ladder with :meth:`for_ladder` (a bare constructor leaves the codewords at zero,
     to be filled by loading weights).
     """
+
+    window_tokens = 64 * 64
+    """Largest map (in tokens) :meth:`recover` restores in one pass; larger ones go window by window."""
+    tile, margin = 32, 8
+    """Side of the blocks a large map is restored in, and the context (tokens) each block's window adds per side."""
 
     def __init__(self, config: RecoveryConfig | None = None) -> None:
         super().__init__()
@@ -163,7 +172,29 @@ class RecoveryTransformer(nn.Module):
         Each step predicts every missing position and keeps those whose distribution has the
         smallest spread (expected squared distance of the codewords from the point); a cosine
         schedule says how many stay missing for the next step, which sees the kept points as given.
+        Maps larger than ``window_tokens`` are restored block by block (see the module docstring).
         """
+        h, w = indices.shape
+        known = known.bool()
+        if h * w <= self.window_tokens:
+            return self._recover_window(indices, known, level, steps)
+        words = self.words(level)
+        out_indices = indices.long().clone()
+        out_points = words[out_indices.clamp(0, len(words) - 1)]
+        for top in range(0, h, self.tile):
+            for left in range(0, w, self.tile):
+                block = (slice(top, top + self.tile), slice(left, left + self.tile))
+                if known[block].all():
+                    continue
+                rows = slice(max(0, top - self.margin), min(h, top + self.tile + self.margin))
+                cols = slice(max(0, left - self.margin), min(w, left + self.tile + self.margin))
+                got, points = self._recover_window(indices[rows, cols], known[rows, cols], level, steps)
+                inner = (slice(top - rows.start, top - rows.start + self.tile), slice(left - cols.start, left - cols.start + self.tile))
+                out_indices[block], out_points[block] = got[inner], points[inner]
+        return out_indices, out_points
+
+    def _recover_window(self, indices: Tensor, known: Tensor, level: int, steps: int) -> tuple[Tensor, Tensor]:
+        """:meth:`recover` of one map in a single pass (attention over all its tokens)."""
         words = self.words(level)
         given = words[indices.long().clamp(0, len(words) - 1)]
         received, known = known.bool(), known.clone().bool()
@@ -181,8 +212,10 @@ class RecoveryTransformer(nn.Module):
             order = torch.argsort(spread.flatten(), stable=True)[:reveal]
             given.view(-1, given.shape[-1])[order] = point[0].reshape(-1, given.shape[-1])[order]
             known.view(-1)[order] = True
-        nearest = torch.cdist(given.reshape(-1, given.shape[-1]), words).argmin(-1).view(indices.shape)
-        return torch.where(received, indices.long(), nearest), given
+        nearest = indices.long().clone()
+        if not received.all():
+            nearest[~received] = torch.cdist(given[~received], words).argmin(-1)
+        return nearest, given
 
     def restore(self, indices: Tensor, known: Tensor, level: int) -> Tensor:
         """The decoder input [1, code_dim, h, w] of an index map [h, w] with its unknown positions
@@ -228,8 +261,22 @@ def load_recovery(path: str | os.PathLike) -> tuple[RecoveryTransformer, str]:
     if "scale" not in tensors:
         raise ModelError(f"{path} holds recovery weights of an older design (they predicted indices, not decoder inputs); retrain them with codec train recovery")
     try:
-        net = RecoveryTransformer(RecoveryConfig.from_dict(json.loads(meta["config"])))
+        config = RecoveryConfig.from_dict(json.loads(meta["config"]))
+        _check_shapes(config, tensors)  # before building: a forged config must not allocate more than the file holds
+        net = RecoveryTransformer(config)
         net.load_state_dict(tensors)
     except (KeyError, RuntimeError, TypeError, ValueError) as exc:
         raise ModelError(f"recovery weights {path} do not load: {str(exc).splitlines()[0] if str(exc) else exc}") from None
     return net.eval(), meta.get("ladder_hash", "")
+
+
+def _check_shapes(config: RecoveryConfig, tensors: dict[str, Tensor]) -> None:
+    """ValueError unless ``tensors`` have the codebook, width and depth that ``config`` says."""
+    expected = {"codewords": (sum(config.sizes), config.code_dim), "embed.weight": (config.dim, config.code_dim),
+                "level.weight": (len(config.sizes), config.dim)}
+    layers = {name.split(".")[2] for name in tensors if name.startswith("blocks.layers.")}
+    for name, shape in expected.items():
+        if name not in tensors or tuple(tensors[name].shape) != shape:
+            raise ValueError(f"{name} does not have the shape {shape} of the stored config")
+    if len(layers) != config.depth:
+        raise ValueError(f"{len(layers)} transformer layers stored, the config says {config.depth}")

@@ -2,7 +2,7 @@
 
 The index maps of every training image at every trained level are computed once with the ladder
 (``--ladder``, default the shipped ``vqgan``).  Each batch takes random ``crop`` x ``crop`` token
-windows of one random level and hides part of them, MaskGIT-style: a mask ratio uniform in (0, 0.5]
+windows of one random level and hides part of them, MaskGIT-style: a mask ratio uniform below 0.5 (at least one token)
 (the range the iterative decoder meets on channels that lose up to about half the packets), shaped
 as lost packets (the dispersed layout of new files, and whole rows as in older ones; half of all
 masks, since that is what a damaged file loses), scattered tokens or a block.  The loss on the hidden
@@ -72,7 +72,7 @@ def packet_loss_mask(h: int, w: int, fraction: float, layout: PacketLayout, gene
 
 def random_mask(h: int, w: int, generator: torch.Generator) -> Tensor:
     """A training ``known`` mask: packet-shaped (half the time; 2/3 of those in the dispersed layout,
-    1/3 whole rows), scattered or block; ratio uniform in (0, 0.5]."""
+    1/3 whole rows), scattered or block; ratio uniform below 0.5, at least one token."""
     ratio = max(1.0 / (h * w), MAX_MASK_RATIO * float(torch.rand(1, generator=generator)))
     kind = int(torch.randint(6, (1,), generator=generator))
     if kind == 0:
