@@ -344,9 +344,7 @@ def _recovery_for(loaded: registry.LoadedModel, weights: str | os.PathLike | Non
     """``recover`` of the recovery transformer trained on ``loaded``'s ladder, or None if there is none."""
     shipped = loaded.spec.recovery
     path = Path(weights) if weights is not None else (registry.CHECKPOINTS / shipped if shipped else None)
-    if path is None or not path.is_file():
-        if weights is not None:
-            raise ModelError(f"recovery weights not found: {path}")
+    if path is None or not path.is_file():  # given weights were checked by decode(); shipped ones may be absent
         return None
     net, ladder_hash = _load_recovery(str(path.resolve()), path.stat().st_mtime_ns)
     if ladder_hash != loaded.weights_hash:

@@ -69,12 +69,9 @@ class PacketLayout:
     def __post_init__(self) -> None:
         for field in ("rows", "lattice"):  # plain ints only: numpy ints are normalised, bools and floats refused
             value = getattr(self, field)
-            try:
-                if isinstance(value, bool):
-                    raise TypeError
-                object.__setattr__(self, field, operator.index(value))
-            except TypeError:
-                raise InputError(f"packet {field} must be an integer, got {value!r}") from None
+            if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+                raise InputError(f"packet {field} must be an integer, got {value!r}")
+            object.__setattr__(self, field, operator.index(value))
         if self.rows < 1 or not 1 <= self.lattice <= MAX_LATTICE:
             raise InputError(f"packet rows must be >= 1 and the lattice in 1..{MAX_LATTICE}, got {self.rows} and {self.lattice}")
 
@@ -132,8 +129,6 @@ def received_packets(c: container.Container) -> list[bytes | None]:
     # the count is checked against the table before any list of that length is built
     if not isinstance(count, int) or isinstance(count, bool) or len(checks) != count or checks != [f"f{j}" for j in range(count)]:
         raise FormatError(f"packet table lists {len(checks)} parity packets, the header {count!r}")
-    if count and not 0 < len(names) <= parity.MAX_BLOCKS - count:
-        raise FormatError(f"{len(names)} index packets with {count} parity packets: not a valid parity code")
     packets, spares = ([None if name in c.missing else c.stream(name) for name in group] for group in (names, checks))
     if not count:
         return packets
