@@ -35,7 +35,7 @@ import xarray as xr
 from .. import container
 from ..errors import CorruptStreamError, FormatError, InputError
 from ..models.vaeformer import LevelCoder
-from . import dataset, errorbound, fieldcodec
+from . import dataset, errorbound, fieldcodec, storage
 
 _U32 = struct.Struct("<I")
 _ENTRY = struct.Struct("<II")
@@ -176,7 +176,7 @@ def encode(
     stats = [ErrorStats() for _ in source.variables]
     coded = _encoded(fields(), net, scheduler, max(1, workers), threads)
     for i, field, record, recon in progress(coded, total) if progress else coded:
-        stats[i].add(field, recon)
+        stats[i].add(field, storage.storable(recon, source.variables[i]))
         chunks[i].append(_ENTRY.pack(masks.add(np.isnan(field)), len(record)) + record)
     for i, var in enumerate(source.variables):
         streams.append((f"v{i}", b"".join(chunks[i])))

@@ -46,7 +46,7 @@ import xarray as xr
 
 from ..errors import FormatError, InputError
 from ..fileio import existing_file, write_atomic_with
-from . import GRIB_MAGIC, NETCDF_MAGICS
+from . import GRIB_MAGIC, NETCDF_MAGICS, storage
 
 _OPEN = {"decode_times": False, "decode_timedelta": False, "mask_and_scale": True}
 # Encoding keys that change on-disk values or types: the skeleton's stand-in keeps them exactly.
@@ -149,10 +149,7 @@ class GridVariable:
         """Smallest and largest storable integer of a packed variable; fill values near either end are excluded."""
         if self.packing() is None:
             return None
-        info = np.iinfo(np.dtype(self.encoding["dtype"]))
-        lo, hi = int(info.min), int(info.max)
-        fills = {self.encoding.get(k, self.attrs.get(k)) for k in ("_FillValue", "missing_value")}
-        fills = {int(f) for f in fills if isinstance(f, int | float) and not isinstance(f, bool) and np.isfinite(f)}
+        lo, hi, fills = storage.stored_integers(self)
         for f in fills:
             lo, hi = (max(lo, f + 1) if f - lo <= 16 else lo), (min(hi, f - 1) if hi - f <= 16 else hi)
         return lo, hi
@@ -565,7 +562,7 @@ def _load_chunk(load_field: Callable[..., np.ndarray], var: GridVariable, dtype:
     values = np.asarray(load_field(var, i, *inputs))
     if values.shape != var.field_shape:
         raise FormatError(f"field {i} of {var.name} has shape {values.shape}, expected {var.field_shape}")
-    return _cast(values, dtype).reshape((1,) * len(lead) + var.field_shape)
+    return _cast(storage.storable(values, var), dtype).reshape((1,) * len(lead) + var.field_shape)
 
 
 def _cast(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
