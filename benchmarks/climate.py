@@ -12,10 +12,17 @@ SZ3 at the same pointwise bound.
 Ratios are against float32 (4 bytes per grid point).  Throughput of ``codec.encode``/``decode`` on
 a whole file runs in a subprocess (its own peak RSS).
 
+With ``--highres`` the fields are those of the high-resolution validation files
+(``codec.training.climate_data.HIGHRES_VALIDATION``: 0.25-1 degree, held out whole), the bounds default
+to 0.01, 0.05 and 0.2 field standard deviations, every row also carries encode / decode seconds (ours,
+SZ3 at its matched setting), and the codec is also run at CRA5's published error levels (t850 RMSE
+0.3 K, z500 RMSE 8 m2/s2) beside SZ3 at the same RMSE.  Results go to ``climate_highres_*``.
+
 Usage (from the repository root)::
 
     python benchmarks/climate.py                         # all files, every shipped quality
     python benchmarks/climate.py --files monthly_navy_winds.cdf --qualities 2
+    python benchmarks/climate.py --highres               # the 0.25-1 degree validation files
 """
 
 from __future__ import annotations
@@ -39,22 +46,31 @@ from _common import RESULTS_DIR
 from codec import registry
 from codec.climate import archive, dataset, fieldcodec
 from codec.models.vaeformer import LevelCoder
-from codec.training.climate_data import is_validation
+from codec.training.climate_data import HIGHRES_VALIDATION, is_validation
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "climate"
 DEFAULT_FILES = ("coads_climatology.cdf", "monthly_navy_winds.cdf", "levitus_climatology.cdf", "esku_heat_budget.cdf", "gfs.grb")
 BASELINES = ("sz3", "zfp", "bitround+zstd")
+# CRA5's published error levels (Han et al. 2024): t850 RMSE about 0.3 K, z500 RMSE 6-10 m2/s2 (8 here; gh in m: 8 / g)
+CRA5_LEVELS = {
+    ("t850.grib", "isobaricInhPa/t", 0): 0.3,
+    ("data.nc", "t", 1): 0.3,  # levels 1000, 850, 500 hPa
+    ("z500.grib", "isobaricInhPa/z", 0): 8.0,
+    ("gfs.complex.grib2", "isobaricInhPa/gh", 0): 8.0 / 9.80665,
+}
 
 
-def held_out(files: list[Path], per_variable: int) -> list[dict]:
-    """Validation fields in physical units (float64 with NaN), at most ``per_variable`` per variable."""
+def held_out(files: list[Path], per_variable: int, whole_files: bool = False) -> list[dict]:
+    """Validation fields in physical units (float64 with NaN), at most ``per_variable`` per variable
+    (``whole_files``: every field of the files is held out)."""
     out = []
     for path in files:
         with dataset.open_source(path) as source:
             for var in source.variables:
                 kept = 0
                 for i, field in enumerate(source.fields(var)):
-                    if kept < per_variable and is_validation(var.name, i, var.n_fields) and np.isfinite(np.nanstd(field)) and np.nanstd(field) > 0:
+                    held = whole_files or is_validation(var.name, i, var.n_fields)
+                    if kept < per_variable and held and np.isfinite(np.nanstd(field)) and np.nanstd(field) > 0:
                         out.append({"file": path.name, "variable": var.name, "index": i, "field": field, "spec": var})
                         kept += 1
     return out
@@ -75,18 +91,64 @@ def errors(field: np.ndarray, recon: np.ndarray) -> dict:
 
 
 def run_ours(item: dict, coder: LevelCoder, bound: float | None) -> dict:
-    """The codec at one level on one field (through the same record code as files)."""
+    """The codec at one level on one field (the record code of files, with the variable's packing), timed both ways."""
     field, var = item["field"], item["spec"]
-    spec = fieldcodec.FieldSpec(field.shape, np.dtype("float32"), bound, var.packing())
+    spec = archive.field_spec(var, bound)
     with torch.inference_mode():
+        t = time.perf_counter()
         record, recon = fieldcodec.encode(coder, field, spec)
-    return {"bytes": len(record) + archive.RECORD_ENTRY_BYTES + mask_bytes(field), **errors(field, recon)}
+        t_enc = time.perf_counter() - t
+        t = time.perf_counter()
+        fieldcodec.decode(coder, record, spec, ~np.isnan(field))
+        t_dec = time.perf_counter() - t
+    grid = record[fieldcodec._HEAD.size] if spec.record_version == 2 else 0
+    return {"bytes": len(record) + archive.RECORD_ENTRY_BYTES + mask_bytes(field), "encode_s": t_enc, "decode_s": t_dec, "grid": grid, **errors(field, recon)}
+
+
+def sz3_seconds(field: np.ndarray, bound: float) -> tuple[float, float]:
+    """SZ3's compress and decompress seconds at ``bound`` on ``field`` (NaN filled as the baseline does)."""
+    data, _ = cb._prepare(field)
+    config = cb.szConfig()
+    config.errorBoundMode = cb.szErrorBoundMode.ABS
+    config.absErrorBound = float(bound)
+    t = time.perf_counter()
+    stream, _ = cb.sz.compress(data, config)
+    t_enc = time.perf_counter() - t
+    t = time.perf_counter()
+    cb.sz.decompress(stream, np.float32, data.shape)
+    return t_enc, time.perf_counter() - t
 
 
 def sz3_bounded(field: np.ndarray, bound: float, setting: str) -> dict:
     """An ``sz3 (bound)`` row: SZ3 with the absolute error bound ``bound``."""
     r = cb.sz3(field, bound)
-    return {"method": "sz3 (bound)", "setting": setting, "bound": bound, "bytes": r.nbytes, **errors(field, r.recon.astype(np.float64))}
+    t_enc, t_dec = sz3_seconds(field, bound)
+    return {"method": "sz3 (bound)", "setting": setting, "bound": bound, "bytes": r.nbytes, "encode_s": t_enc, "decode_s": t_dec, **errors(field, r.recon.astype(np.float64))}
+
+
+def cra5_rows(items: list[dict], coder: LevelCoder) -> list[dict]:
+    """At CRA5's error levels: the bound whose RMSE is the largest at or below the target (bisection), and SZ3 at that RMSE."""
+    rows = []
+    for item in items:
+        target = CRA5_LEVELS.get((item["file"], item["variable"], item["index"]))
+        if target is None:
+            continue
+        lo, hi, best = target * 0.5, target * 4.0, None
+        for _ in range(10):
+            mid = (lo * hi) ** 0.5
+            r = run_ours(item, coder, mid)
+            if r["rmse"] <= target:
+                lo, best = mid, {**r, "bound": mid}
+            else:
+                hi = mid
+        if best is None:
+            continue
+        base = {"file": item["file"], "variable": item["variable"], "index": item["index"], "raw_bytes": 4 * item["field"].size, "target_rmse": target}
+        rows.append({**base, "method": "vaeformer+bound", "setting": f"cra5 rmse {target:.3g}", **best})
+        sz = cb.match_rmse("sz3", item["field"], best["rmse"])
+        t_enc, t_dec = sz3_seconds(item["field"], sz.param)
+        rows.append({**base, "method": "sz3", "setting": f"cra5 rmse {target:.3g}", "bytes": sz.nbytes, "encode_s": t_enc, "decode_s": t_dec, **errors(item["field"], sz.recon.astype(np.float64))})
+    return rows
 
 
 def evaluate(items: list[dict], qualities: list[int], bounds: list[float]) -> list[dict]:
@@ -108,7 +170,8 @@ def evaluate(items: list[dict], qualities: list[int], bounds: list[float]) -> li
                     r = cb.match_rmse(name, field, ours["rmse"])
                 except ValueError:
                     continue
-                rows.append({**base, "method": name, "setting": f"=q{q}", "bytes": r.nbytes, **errors(field, r.recon.astype(np.float64))})
+                seconds = dict(zip(("encode_s", "decode_s"), sz3_seconds(field, r.param), strict=True)) if name == "sz3" else {}
+                rows.append({**base, "method": name, "setting": f"=q{q}", "bytes": r.nbytes, **seconds, **errors(field, r.recon.astype(np.float64))})
             for c in bounds if coder.relative_bound is None else ():  # a refinement quality's bounded rows repeat q3's
                 bound = c * ours["std"]
                 rows.append({**base, "method": "vaeformer+bound", "setting": f"q{q} E={c}sd", "bound": bound, **run_ours(item, coder, bound)})
@@ -126,6 +189,7 @@ def summarize(rows: list[dict]) -> list[dict]:
         groups[(r["method"], r["setting"])].append(r)
     out = []
     for (method, setting), rs in groups.items():
+        timed = [r for r in rs if "encode_s" in r]
         out.append(
             {
                 "method": method,
@@ -134,6 +198,8 @@ def summarize(rows: list[dict]) -> list[dict]:
                 "ratio": sum(r["raw_bytes"] for r in rs) / sum(r["bytes"] for r in rs),
                 "mean_nrmse": float(np.mean([r["nrmse"] for r in rs])),
                 "max_error_over_bound": max((r["max_abs_error"] / r["bound"] for r in rs if "bound" in r), default=None),
+                "encode_s": sum(r["encode_s"] for r in timed) if timed else None,
+                "decode_s": sum(r["decode_s"] for r in timed) if timed else None,
             }
         )
     return out
@@ -224,27 +290,36 @@ def main() -> None:
     parser.add_argument("--qualities", type=int, nargs="*", default=None)
     parser.add_argument("--bounds", type=float, nargs="*", default=[0.02, 0.1, 0.3], help="error bounds in field standard deviations")
     parser.add_argument("--per-variable", type=int, default=3, help="held-out fields per variable")
-    parser.add_argument("--throughput-file", default="monthly_navy_winds.cdf")
+    parser.add_argument("--throughput-file", default=None, help="file for the whole-file throughput runs (default: monthly_navy_winds.cdf; --highres: data.nc)")
+    parser.add_argument("--highres", action="store_true", help="the high-resolution validation files (see the module docstring)")
     args = parser.parse_args()
     qualities = args.qualities or registry.shipped_qualities("vaeformer")
     t0 = time.time()
-    items = held_out([args.data / f for f in args.files], args.per_variable)
+    if args.highres:
+        data, files, prefix = args.data / "highres", list(HIGHRES_VALIDATION), "climate_highres"
+        bounds = args.bounds if "--bounds" in sys.argv else [0.01, 0.05, 0.2]
+    else:
+        data, files, prefix, bounds = args.data, args.files, "climate", args.bounds
+    items = held_out([data / f for f in files], args.per_variable, whole_files=args.highres)
     print(f"{len(items)} held-out fields", file=sys.stderr)
-    rows = evaluate(items, qualities, args.bounds)
+    rows = evaluate(items, qualities, bounds)
+    if args.highres:
+        rows += cra5_rows(items, registry.load("vaeformer", 3).model.at_level(3))
     summary = summarize(rows)
     RESULTS_DIR.mkdir(exist_ok=True)
-    with open(RESULTS_DIR / "climate_fields.csv", "w", newline="") as fh:
+    with open(RESULTS_DIR / f"{prefix}_fields.csv", "w", newline="") as fh:
         keys = sorted({k for r in rows for k in r})
         writer = csv.DictWriter(fh, keys)
         writer.writeheader()
         writer.writerows(rows)
-    write_table(summary, RESULTS_DIR / "climate_summary.md")
+    write_table(summary, RESULTS_DIR / f"{prefix}_summary.md")
     variables = per_variable(rows, f"q{qualities[len(qualities) // 2]}")
-    write_table(variables, RESULTS_DIR / "climate_variables.md")
-    speed = [throughput(args.data / args.throughput_file, qualities[len(qualities) // 2], s) for s in (None, "threads", "processes")]
-    plot(summary, RESULTS_DIR / "climate_rd.png")
-    (RESULTS_DIR / "climate.json").write_text(json.dumps({"summary": summary, "per_variable": variables, "throughput": speed, "seconds": time.time() - t0}, indent=1))
-    print(open(RESULTS_DIR / "climate_summary.md").read())
+    write_table(variables, RESULTS_DIR / f"{prefix}_variables.md")
+    throughput_file = args.throughput_file or ("data.nc" if args.highres else "monthly_navy_winds.cdf")
+    speed = [throughput(data / throughput_file, qualities[len(qualities) // 2], s) for s in (None, "threads", "processes")]
+    plot(summary, RESULTS_DIR / f"{prefix}_rd.png")
+    (RESULTS_DIR / f"{prefix}.json").write_text(json.dumps({"summary": summary, "per_variable": variables, "throughput": speed, "seconds": time.time() - t0}, indent=1))
+    print(open(RESULTS_DIR / f"{prefix}_summary.md").read())
     print(json.dumps(speed))
 
 

@@ -96,9 +96,14 @@ class ErrorStats:
         return {"rmse": rmse, "max_abs_error": self.max_abs, "nrmse": rmse / span if span > 0 else 0.0, "valid_points": self.count}
 
 
-def field_spec(var: dataset.GridVariable, bound: float | None) -> fieldcodec.FieldSpec:
-    """What coding one field of ``var`` needs besides its values: shape, dtype, error bound and integer packing."""
-    return fieldcodec.FieldSpec(var.field_shape, np.dtype(var.dtype), bound, var.packing(), var.integer_range())
+RECORD_VERSION = 2  # field records written now (fieldcodec.RECORD_VERSIONS are read)
+
+
+def field_spec(var: dataset.GridVariable, bound: float | None, record_version: int | None = None) -> fieldcodec.FieldSpec:
+    """What coding one field of ``var`` needs besides its values: shape, dtype, error bound, integer packing and the
+    record version (default: the one written now)."""
+    version = RECORD_VERSION if record_version is None else record_version
+    return fieldcodec.FieldSpec(var.field_shape, np.dtype(var.dtype), bound, var.packing(), var.integer_range(), version)
 
 
 def _encode_field(net: LevelCoder, field: np.ndarray, spec: fieldcodec.FieldSpec, threads: int) -> tuple[bytes, np.ndarray]:
@@ -181,7 +186,7 @@ def encode(
     for i, var in enumerate(source.variables):
         streams.append((f"v{i}", b"".join(chunks[i])))
         described.append({"variable": var.to_json(), "max_abs_error_bound": errorbound.bound_for(bounds, var.name), "errors": stats[i].to_json()})
-    meta = {"variables": len(described)}
+    meta = {"variables": len(described), "field_records": RECORD_VERSION}
     if net.relative_bound is not None:  # a refinement quality: every point within this many field std
         meta["relative_error_bound"] = net.relative_bound
     head = [
@@ -297,6 +302,9 @@ class CompressedArchive:
         described = described_variables(c)
         self.variables = grid_variables(described)
         self.bounds = [d.get("max_abs_error_bound") for d in described]
+        self.record_version = c.meta.get("field_records", 1)
+        if self.record_version not in fieldcodec.RECORD_VERSIONS:
+            raise FormatError(f"field record version {self.record_version!r} is not one this codec reads (made by a newer version?)")
         self.masks = split_blobs(c.stream("masks"))
         self.records = [_index_records(c.stream(f"v{i}"), v.n_fields) for i, v in enumerate(self.variables)]
         self._position = {v.name: i for i, v in enumerate(self.variables)}
@@ -321,7 +329,7 @@ class CompressedArchive:
         i = self._position[var.name]
         mask_id, start, end = self.records[i][index]
         record = self.container.stream(f"v{i}")[start:end]
-        spec = field_spec(var, self.bounds[i])
+        spec = field_spec(var, self.bounds[i], self.record_version)
         valid = self._valid(mask_id, spec.shape)
         with self._lock:
             out = self._run(lambda: fieldcodec.decode(self.net, record, spec, valid))

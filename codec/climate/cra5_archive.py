@@ -34,7 +34,7 @@ import xarray as xr
 from .. import container
 from ..errors import CodecError, CorruptStreamError, FormatError, InputError
 from ..models.vaeformer_official import MODEL_NAME, VAEformerOfficial
-from . import archive, cra5_source, dataset, errorbound, fieldcodec
+from . import archive, cra5_source, dataset, errorbound, fieldcodec, storage
 from .cra5_layout import Layout, layout_for
 
 NETWORK_STREAMS = 2  # latent, hyper-latent (VAEformerOfficial.compress)
@@ -118,7 +118,7 @@ def _encode_step(
             if spec.bound is not None:
                 r, out = errorbound.encode(field, out, spec.bound, spec.packing, spec.dtype, spec.int_range)
                 residuals.append(r)
-            st.add(field, out)
+            st.add(field, storage.storable(out, p.var))
     return archive.join_blobs([*streams, *residuals])
 
 

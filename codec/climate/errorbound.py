@@ -33,6 +33,7 @@ import numpy as np
 
 from ..entropy import gaussian
 from ..errors import CorruptStreamError
+from . import interp
 
 TILE = 16
 SCALE_SEARCH = 6  # table steps searched on either side of a tile's fitted scale
@@ -147,7 +148,7 @@ def _decode_integers(data: bytes, shape: tuple[int, int], valid: np.ndarray, pre
     return _undo_west_prediction(d, valid, WEST_WEIGHTS[predictor]) if predictor else d
 
 
-_FLOAT, _PACKED = 0, 1
+_FLOAT, _PACKED, _INTERP_FLOAT, _INTERP_PACKED = 0, 1, 2, 3  # low nibble of the leading byte
 MAX_STEPS = 1 << 30  # residuals of more quantization steps than this are stored exactly
 
 
@@ -161,23 +162,44 @@ def encode(
 ) -> tuple[bytes, np.ndarray]:
     """Residual bytes and the bounded reconstruction (float64, NaN where ``x`` is NaN).
 
-    Packed fields use the integer path when ``x`` lies on its packing grid and the bound spans at
-    least one grid step; otherwise (and for floats) the float path.  The first byte says which.
+    The residual is coded both by multilevel interpolation (:mod:`codec.climate.interp`) and by
+    the tile coder; the shorter wins.  Packed fields use the integer domain when ``x`` lies on its
+    packing grid and the bound spans at least one grid step, otherwise (and for floats) the float
+    domain.  The first byte says which coder and domain.
     """
     valid = ~np.isnan(x)
     if packing is not None:
-        scale, offset = packing
-        k = np.where(valid, np.rint((np.nan_to_num(x) - offset) / scale), 0)
-        off_grid = float(np.max(np.abs(np.nan_to_num(x) - (offset + scale * k))[valid], initial=0.0))
-        e_int = int(np.floor((bound - off_grid - _float32_slack(x)) / abs(scale)))
+        e_int = _integer_half_step(x, valid, bound, packing)
         if 0 <= e_int < MAX_STEPS:
-            k_hat = _clip(np.rint((np.nan_to_num(recon) - offset) / scale), int_range)
-            step = 2 * e_int + 1
-            q = np.floor_divide(k - k_hat + e_int, step).astype(np.int64)
-            q[~valid] = 0
-            out = offset + scale * _clip(k_hat + q * step, int_range)
-            predictor, coded = _code_integers(q, valid)
-            return bytes([_PACKED | predictor << 4]) + _U32.pack(e_int) + coded, np.where(valid, out, np.nan)
+            candidates = [_encode_packed_interp(x, recon, valid, e_int, packing, int_range), _encode_packed_tiles(x, recon, valid, e_int, packing, int_range)]
+            return min(candidates, key=lambda c: len(c[0]))
+    candidates = [_encode_float_interp(x, recon, valid, bound, dtype), _encode_float_tiles(x, recon, valid, bound, dtype)]
+    return min(candidates, key=lambda c: len(c[0]))
+
+
+def _integer_half_step(x: np.ndarray, valid: np.ndarray, bound: float, packing: tuple[float, float]) -> int:
+    """``e``: integer steps within the bound after the off-grid distance of ``x`` and a reader's float32 rounding."""
+    scale, offset = packing
+    k = np.where(valid, np.rint((np.nan_to_num(x) - offset) / scale), 0)
+    off_grid = float(np.max(np.abs(np.nan_to_num(x) - (offset + scale * k))[valid], initial=0.0))
+    return int(np.floor((bound - off_grid - _float32_slack(x)) / abs(scale)))
+
+
+def _encode_packed_tiles(
+    x: np.ndarray, recon: np.ndarray, valid: np.ndarray, e_int: int, packing: tuple[float, float], int_range: tuple[int, int] | None
+) -> tuple[bytes, np.ndarray]:
+    scale, offset = packing
+    k = np.where(valid, np.rint((np.nan_to_num(x) - offset) / scale), 0)
+    k_hat = _clip(np.rint((np.nan_to_num(recon) - offset) / scale), int_range)
+    step = 2 * e_int + 1
+    q = np.floor_divide(k - k_hat + e_int, step).astype(np.int64)
+    q[~valid] = 0
+    out = offset + scale * _clip(k_hat + q * step, int_range)
+    predictor, coded = _code_integers(q, valid)
+    return bytes([_PACKED | predictor << 4]) + _U32.pack(e_int) + coded, np.where(valid, out, np.nan)
+
+
+def _encode_float_tiles(x: np.ndarray, recon: np.ndarray, valid: np.ndarray, bound: float, dtype: np.dtype) -> tuple[bytes, np.ndarray]:
     steps = np.where(valid, np.rint((np.nan_to_num(x) - recon) / (2 * bound)), 0)
     far = ~(np.abs(steps) <= MAX_STEPS)  # also catches non-finite residuals
     q = np.where(far, 0, steps).astype(np.int64)
@@ -188,6 +210,59 @@ def encode(
     fixes = _U32.pack(bad.size) + bad.astype("<u4").tobytes() + exact.astype("<f8").tobytes()
     predictor, coded = _code_integers(q, valid)
     return bytes([_FLOAT | predictor << 4]) + fixes + coded, out
+
+
+def _encode_packed_interp(
+    x: np.ndarray, recon: np.ndarray, valid: np.ndarray, e_int: int, packing: tuple[float, float], int_range: tuple[int, int] | None
+) -> tuple[bytes, np.ndarray]:
+    """Integer residuals ``k - k_hat`` coded by interpolation with the odd step ``2 e + 1``."""
+    scale, offset = packing
+    target = np.where(valid, np.rint((np.nan_to_num(x) - offset) / scale), 0) - _base_integers(recon, packing, int_range)
+    step = 2 * e_int + 1
+
+    def quantize(p: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        guess = np.rint(p)
+        k = np.floor_divide(target[np.ix_(rows, cols)] - guess + e_int, step).astype(np.int64)
+        return k, guess + k * step
+
+    coded, rec = interp.encode(x.shape, valid, quantize)
+    return bytes([_INTERP_PACKED]) + _U32.pack(e_int) + coded, _packed_output(rec, recon, valid, packing, int_range)
+
+
+def _base_integers(recon: np.ndarray, packing: tuple[float, float], int_range: tuple[int, int] | None) -> np.ndarray:
+    scale, offset = packing
+    return _clip(np.rint((np.nan_to_num(recon) - offset) / scale), int_range)
+
+
+def _packed_output(rec: np.ndarray, recon: np.ndarray, valid: np.ndarray, packing: tuple[float, float], int_range: tuple[int, int] | None) -> np.ndarray:
+    scale, offset = packing
+    return np.where(valid, offset + scale * _clip(_base_integers(recon, packing, int_range) + rec, int_range), np.nan)
+
+
+def _encode_float_interp(x: np.ndarray, recon: np.ndarray, valid: np.ndarray, bound: float, dtype: np.dtype) -> tuple[bytes, np.ndarray]:
+    """Float residuals ``x - recon`` coded by interpolation with step ``2 E``; points the output dtype or the
+    step cannot bring within the bound are stored exactly (listed up front, so predictions use them)."""
+    target = np.where(valid, np.nan_to_num(x) - recon, 0.0)
+    fixed = np.zeros(x.shape, bool)
+
+    def quantize(p: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        t = target[np.ix_(rows, cols)]
+        steps = np.rint((t - p) / (2 * bound))
+        far = ~(np.abs(steps) <= MAX_STEPS)
+        k = np.where(far, 0, steps).astype(np.int64)
+        r = p + k * (2 * bound)
+        out = (recon[np.ix_(rows, cols)] + r).astype(dtype).astype(np.float64)
+        bad = valid[np.ix_(rows, cols)] & (far | ~(np.abs(out - np.nan_to_num(x[np.ix_(rows, cols)])) <= bound))
+        fixed[np.ix_(rows, cols)] = bad
+        return np.where(bad, 0, k), np.where(bad, t, r)
+
+    coded, rec = interp.encode(x.shape, valid, quantize)
+    bad = np.flatnonzero(fixed)
+    exact = x.ravel()[bad].astype(np.float64)
+    out = np.where(valid, (recon + rec).astype(dtype).astype(np.float64), np.nan)
+    out.ravel()[bad] = exact
+    fixes = _U32.pack(bad.size) + bad.astype("<u4").tobytes() + exact.astype("<f8").tobytes()
+    return bytes([_INTERP_FLOAT]) + fixes + coded, out
 
 
 def _clip(k: np.ndarray, int_range: tuple[int, int] | None) -> np.ndarray:
@@ -205,15 +280,18 @@ def decode(
     if predictor >= len(WEST_WEIGHTS):
         raise CorruptStreamError("unknown residual predictor")
     body = data[1 + _U32.size :]
-    if mode == _PACKED:
+    if mode in (_PACKED, _INTERP_PACKED):
         if packing is None or n >= MAX_STEPS:
             raise CorruptStreamError("residual stream is packed but the variable is not")
-        scale, offset = packing
         step = 2 * n + 1
+        if mode == _INTERP_PACKED:
+            rec = interp.decode(body, shape, valid, lambda p, k, rows, cols: np.rint(p) + k * step)
+            return _packed_output(rec, recon, valid, packing, int_range)
+        scale, offset = packing
         q = _decode_integers(body, shape, valid, predictor)
         k_hat = _clip(np.rint((np.nan_to_num(recon) - offset) / scale), int_range)
         return np.where(valid, offset + scale * _clip(k_hat + q * step, int_range), np.nan)
-    if mode != _FLOAT:
+    if mode not in (_FLOAT, _INTERP_FLOAT):
         raise CorruptStreamError("unknown residual coding mode")
     end = 12 * n
     if n > recon.size or len(body) < end:
@@ -222,7 +300,18 @@ def decode(
     exact = np.frombuffer(body[4 * n : end], "<f8")
     if np.any(bad >= recon.size):
         raise CorruptStreamError("residual correction index out of range")
-    q = _decode_integers(body[end:], shape, valid, predictor)
-    out = np.where(valid, (recon + q * (2 * bound)).astype(dtype).astype(np.float64), np.nan)
+    if mode == _INTERP_FLOAT:
+        exact_r = np.full(shape, np.nan)
+        exact_r.ravel()[bad] = exact - recon.ravel()[bad]
+
+        def dequantize(p: np.ndarray, k: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+            e = exact_r[np.ix_(rows, cols)]
+            return np.where(np.isnan(e), p + k * (2 * bound), e)
+
+        rec = interp.decode(body[end:], shape, valid, dequantize)
+        out = np.where(valid, (recon + rec).astype(dtype).astype(np.float64), np.nan)
+    else:
+        q = _decode_integers(body[end:], shape, valid, predictor)
+        out = np.where(valid, (recon + q * (2 * bound)).astype(dtype).astype(np.float64), np.nan)
     out.ravel()[bad] = exact
     return out

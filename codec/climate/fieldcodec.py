@@ -1,11 +1,27 @@
-"""One 2-D field <-> one record of bytes: normalization, the VAEformer, and the optional error bound.
+"""One 2-D field <-> one record of bytes: normalization, the grid, the VAEformer, and the optional error bound.
 
 Record layout (little-endian)::
 
     mean f8, std f8        normalization of this field (its valid points); NaN mean = no valid point
     len_z u4, len_y u4, len_r u4
+    grid u1                (record version 2 only) log2 of the factor s of the coded grid; 255 = no network
     z, y                   the VAEformer's hyper-latent and latent bytes
     r                      residual bytes of the error bound (empty without a bound)
+
+**Grid.**  Fine grids (ERA5's 0.25 degrees) are much smoother per point than the fields the network
+learned from, and the network's bits go per point.  From record version 2 the encoder may code the
+field's block means on a grid ``s`` times coarser (``s`` in :data:`GRID_FACTORS`, each coarse cell
+the mean of the valid points of an ``s x s`` block; a cell without one is missing) and the decoder
+brings the network's output back to the field's grid by bicubic interpolation; the residual layer
+(error bounds, refinement qualities) then codes what is left at every point.  The encoder tries the
+grids from the coarsest down and keeps the one with the lowest rate-distortion Lagrangian the
+network was trained with, ``lambda_l * MSE + bits per point`` (MSE in field standard deviations,
+:meth:`LevelCoder.trade_off`, over the field's own points), stopping at the first grid that costs
+more than the coarser one.  The choice ignores any bound, so a refinement quality or a bounded
+file holds the same network bytes as its network level without a bound, plus the residual.  With an
+explicit bound (``--max-abs-error``) the encoder also codes the field by the residual coder alone,
+around its mean, and keeps that record (grid byte 255, no network bytes) when it is shorter: on
+smooth fine grids at tight bounds the network's texture costs the interpolation more than it saves.
 
 A field's bound is the smaller of the variable's absolute bound (``--max-abs-error``) and, at a
 refinement quality, the quality's relative bound times the field's ``std`` as stored in the record.
@@ -27,6 +43,11 @@ from ..models.vaeformer import LevelCoder
 from . import errorbound
 
 _HEAD = struct.Struct("<ddIII")
+_HEAD_V2 = struct.Struct("<ddIIIB")
+RECORD_VERSIONS = (1, 2)
+GRID_FACTORS = (1, 2, 4, 8, 16)  # coded grid = field grid / s
+NO_NETWORK, NO_NETWORK_CODE = 0, 255  # grid byte 255: no network bytes, the residual codes the field around its mean
+MIN_GRID_POINTS = 16  # a coarse grid keeps at least this many rows and columns (or the field's own, if fewer)
 
 
 @dataclass(frozen=True)
@@ -38,6 +59,19 @@ class FieldSpec:
     bound: float | None = None
     packing: tuple[float, float] | None = None
     int_range: tuple[int, int] | None = None  # storable integers of a packed variable
+    record_version: int = 1  # 2: the encoder chooses the coded grid (see the module docstring)
+
+    @property
+    def head(self) -> struct.Struct:
+        """The record header of this version."""
+        return _HEAD_V2 if self.record_version == 2 else _HEAD
+
+    def grid_factors(self) -> tuple[int, ...]:
+        """Factors the encoder may try, coarsest first (only 1 in version 1 records)."""
+        if self.record_version == 1:
+            return (1,)
+        fits = [s for s in GRID_FACTORS if s == 1 or min(-(-n // s) for n in self.shape) >= MIN_GRID_POINTS]
+        return tuple(reversed(fits))
 
 
 def normalize(field: np.ndarray, mean: float, std: float) -> np.ndarray:
@@ -60,22 +94,109 @@ def field_stats(field: np.ndarray) -> tuple[float, float]:
     return float(valid.mean()), std if std > 0 else 1.0
 
 
-def _denormalize(net_out: torch.Tensor, mean: float, std: float) -> np.ndarray:
-    return net_out[0, 0].double().numpy() * std + mean
+def block_means(field: np.ndarray, s: int) -> np.ndarray:
+    """Means of the valid points of each ``s x s`` block (the last ones cut by the field's edge), NaN where none is valid."""
+    if s == 1:
+        return field
+    h, w = field.shape
+    padded = np.full((-(-h // s) * s, -(-w // s) * s), np.nan)
+    padded[:h, :w] = field
+    blocks = padded.reshape(padded.shape[0] // s, s, padded.shape[1] // s, s)
+    valid = ~np.isnan(blocks)
+    count = valid.sum((1, 3))
+    total = np.where(valid, blocks, 0.0).sum((1, 3))
+    return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def coarse_valid(valid: np.ndarray, s: int) -> np.ndarray:
+    """Validity of the coarse grid: a cell is valid when any point of its block is."""
+    if s == 1:
+        return valid
+    h, w = valid.shape
+    padded = np.zeros((-(-h // s) * s, -(-w // s) * s), bool)
+    padded[:h, :w] = valid
+    return padded.reshape(padded.shape[0] // s, s, padded.shape[1] // s, s).any((1, 3))
+
+
+def _catmull_rom(t: float) -> np.ndarray:
+    """Weights of the 4 samples around a point a fraction ``t`` past the second (cubic convolution, a = -0.5:
+    exact on quadratics, unlike the a = -0.75 of torch's bicubic)."""
+    return np.array([(-t**3 + 2 * t**2 - t) / 2, (3 * t**3 - 5 * t**2 + 2) / 2, (-3 * t**3 + 4 * t**2 + t) / 2, (t**3 - t**2) / 2])
+
+
+def _upsample_rows(c: np.ndarray, s: int, n: int, periodic: bool) -> np.ndarray:
+    """Interpolate the rows of ``c`` (cell i at the centre of rows ``i s .. i s + s - 1``) to ``n`` rows."""
+    padded = np.concatenate([c[-2:], c, c[:2]]) if periodic else np.concatenate([c[:1], c[:1], c, c[-1:], c[-1:]])
+    m = c.shape[0]
+    out = np.empty((m * s, *c.shape[1:]))
+    for phase in range(s):
+        u = (phase + 0.5) / s - 0.5  # position relative to the cell, in cells
+        first = int(np.floor(u))
+        w = _catmull_rom(u - first)
+        start = 2 + first - 1
+        out[phase::s] = sum(w[k] * padded[start + k : start + k + m] for k in range(4))
+    return out[:n]
+
+
+def upsample(coarse: np.ndarray, s: int, shape: tuple[int, int]) -> np.ndarray:
+    """Cubic interpolation (float64) of a coarse grid [h, w] of block means to the field's ``shape``.
+
+    Coarse cell ``i`` sits at the centre of its block.  Separable Catmull-Rom, with two cells of
+    padding: periodic along longitude when the blocks tile the rows exactly, replicated otherwise
+    and along latitude.
+    """
+    x = np.asarray(coarse, dtype=np.float64)
+    if s == 1:
+        return x
+    x = _upsample_rows(x, s, shape[0], periodic=False)
+    return _upsample_rows(x.T, s, shape[1], periodic=shape[1] % s == 0 and x.shape[1] >= 2).T
+
+
+def _network_output(net: LevelCoder, z: bytes, y: bytes, s: int, valid: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """The decoder's field (float64, NaN where not ``valid``) from the network's bytes for the grid of factor ``s``."""
+    cv = coarse_valid(valid, s)
+    out = upsample(net.decompress(z, y, cv.shape)[0, 0].detach().double().numpy(), s, valid.shape) * std + mean
+    return np.where(valid, out, np.nan)
 
 
 def encode(net: LevelCoder, field: np.ndarray, spec: FieldSpec) -> tuple[bytes, np.ndarray]:
     """Record bytes of ``field`` (float64, NaN = missing) and the reconstruction a decoder will produce."""
     mean, std = field_stats(field)
+    head = spec.head
+    extra = (0,) if spec.record_version == 2 else ()
     if np.isnan(mean):
-        return _HEAD.pack(mean, std, 0, 0, 0), np.full(spec.shape, np.nan)
-    z, y = net.compress(network_input(field, mean, std))
-    recon = _reconstruct(net, z, y, mean, std, ~np.isnan(field))
-    r = b""
+        return head.pack(mean, std, 0, 0, 0, *extra), np.full(spec.shape, np.nan)
+    valid = ~np.isnan(field)
+    best: tuple[float, bytes, bytes, int, np.ndarray] | None = None
+    for s in spec.grid_factors():
+        z, y = net.compress(network_input(block_means(field, s), mean, std))
+        recon = _network_output(net, z, y, s, valid, mean, std)
+        cost = _lagrangian(net, field, recon, valid, std, head.size + len(z) + len(y))
+        if best is not None and cost > best[0]:
+            break
+        best = (cost, z, y, s, recon)
+    _, z, y, s, recon = best
     bound = field_bound(net, spec, std)
-    if bound is not None:
-        r, recon = errorbound.encode(field, recon, bound, spec.packing, spec.dtype, spec.int_range)
-    return _HEAD.pack(mean, std, len(z), len(y), len(r)) + z + y + r, recon
+    if bound is None:
+        return _record(spec, mean, std, z, y, b"", s), recon
+    r, out = errorbound.encode(field, recon, bound, spec.packing, spec.dtype, spec.int_range)
+    record = _record(spec, mean, std, z, y, r, s)
+    if spec.bound is not None and spec.record_version == 2:  # an explicit bound: the residual alone may be shorter
+        r0, out0 = errorbound.encode(field, np.where(valid, mean, np.nan), bound, spec.packing, spec.dtype, spec.int_range)
+        if len(r0) < len(z) + len(y) + len(r):
+            return _record(spec, mean, std, b"", b"", r0, NO_NETWORK), out0
+    return record, out
+
+
+def _record(spec: FieldSpec, mean: float, std: float, z: bytes, y: bytes, r: bytes, s: int) -> bytes:
+    extra = (NO_NETWORK_CODE if s == NO_NETWORK else s.bit_length() - 1,) if spec.record_version == 2 else ()
+    return spec.head.pack(mean, std, len(z), len(y), len(r), *extra) + z + y + r
+
+
+def _lagrangian(net: LevelCoder, field: np.ndarray, recon: np.ndarray, valid: np.ndarray, std: float, nbytes: int) -> float:
+    """``lambda * MSE / std^2 + bits per point`` over the field's valid points."""
+    mse = float(np.mean(((field - recon)[valid] / std) ** 2))
+    return net.trade_off * mse + 8 * nbytes / int(valid.sum())
 
 
 def field_bound(net: LevelCoder, spec: FieldSpec, std: float) -> float | None:
@@ -84,26 +205,25 @@ def field_bound(net: LevelCoder, spec: FieldSpec, std: float) -> float | None:
     return min(bounds) if bounds else None
 
 
-def _reconstruct(net: LevelCoder, z: bytes, y: bytes, mean: float, std: float, valid: np.ndarray) -> np.ndarray:
-    out = _denormalize(net.decompress(z, y, valid.shape), mean, std)
-    return np.where(valid, out, np.nan)
-
-
 def decode(net: LevelCoder, record: bytes, spec: FieldSpec, valid: np.ndarray) -> np.ndarray:
     """Inverse of :func:`encode` given the field's validity mask."""
-    if len(record) < _HEAD.size:
+    head = spec.head
+    if len(record) < head.size:
         raise CorruptStreamError("field record truncated")
-    mean, std, lz, ly, lr = _HEAD.unpack_from(record)
-    if _HEAD.size + lz + ly + lr != len(record):
+    mean, std, lz, ly, lr, *grid = head.unpack_from(record)
+    s = 1 if not grid else NO_NETWORK if grid[0] == NO_NETWORK_CODE else 1 << min(grid[0], 31)
+    if s not in (*GRID_FACTORS, NO_NETWORK) or (s == NO_NETWORK and (lz or ly or not lr)):
+        raise CorruptStreamError("field record has an unknown grid factor")
+    if head.size + lz + ly + lr != len(record):
         raise CorruptStreamError("field record lengths are inconsistent")
     if np.isnan(mean):
         return np.full(spec.shape, np.nan)
     if not (np.isfinite(mean) and np.isfinite(std) and std > 0):
         raise CorruptStreamError("field record has invalid normalization")
-    z = record[_HEAD.size : _HEAD.size + lz]
-    y = record[_HEAD.size + lz : _HEAD.size + lz + ly]
-    recon = _reconstruct(net, z, y, mean, std, valid)
+    z = record[head.size : head.size + lz]
+    y = record[head.size + lz : head.size + lz + ly]
+    recon = np.where(valid, mean, np.nan) if s == NO_NETWORK else _network_output(net, z, y, s, valid, mean, std)
     bound = field_bound(net, spec, std)
     if bound is None:
         return recon
-    return errorbound.decode(record[_HEAD.size + lz + ly :], recon, valid, bound, spec.packing, spec.dtype, spec.int_range)
+    return errorbound.decode(record[head.size + lz + ly :], recon, valid, bound, spec.packing, spec.dtype, spec.int_range)

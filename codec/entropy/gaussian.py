@@ -56,6 +56,23 @@ class GaussianTables:
             bits[sel] = table_bits[np.where(escaped, 2 * r + 1, v + r)] + ESCAPE_BITS * escaped
         return bits
 
+    def cheapest(self, values: np.ndarray) -> int:
+        """Index of the table that codes all of ``values`` in the fewest bits (from their histogram, escapes included)."""
+        v = np.asarray(values, dtype=np.int64).ravel()
+        top = int(self.radius[-1])
+        hist = np.bincount(np.clip(v, -top - 1, top + 1) + top + 1, minlength=2 * top + 3)
+        cum = np.concatenate([[0], np.cumsum(hist)])
+        best, best_bits = 0, np.inf
+        for i, r in enumerate(self.radius):
+            r = int(r)
+            inside = hist[top + 1 - r : top + 2 + r]
+            table_bits = -np.log2(table_to_probabilities(self.freqs[i]).astype(np.float64))
+            outside = v.size - (cum[top + 2 + r] - cum[top + 1 - r])
+            bits = float(inside @ table_bits[:-1]) + outside * (table_bits[-1] + ESCAPE_BITS)
+            if bits < best_bits:
+                best, best_bits = i, bits
+        return best
+
     def scale_index(self, scales: np.ndarray | torch.Tensor) -> np.ndarray:
         """Index of the smallest table scale >= each given scale (clamped to the table)."""
         s = scales.detach().cpu().numpy() if isinstance(scales, torch.Tensor) else np.asarray(scales)
@@ -74,11 +91,17 @@ def _uniform16() -> constriction.stream.model.Uniform:
 
 def encode(values: np.ndarray, indexes: np.ndarray, tables: GaussianTables) -> bytes:
     """Code integer ``values`` (already mean-subtracted and rounded) with the tables at ``indexes``."""
+    encoder = constriction.stream.queue.RangeEncoder()
+    encode_into(encoder, values, indexes, tables)
+    return encoder.get_compressed().astype("<u4").tobytes()
+
+
+def encode_into(encoder: constriction.stream.queue.RangeEncoder, values: np.ndarray, indexes: np.ndarray, tables: GaussianTables) -> None:
+    """Append ``values`` coded with the tables at ``indexes`` to ``encoder`` (:func:`decode_from` reads them back in order)."""
     values = np.asarray(values, dtype=np.int64).ravel()
     indexes = np.asarray(indexes, dtype=np.int64).ravel()
     if values.shape != indexes.shape:
         raise ValueError("values and indexes differ in size")
-    encoder = constriction.stream.queue.RangeEncoder()
     escaped = []
     for i in np.unique(indexes):
         sel = values[indexes == i]
@@ -94,16 +117,27 @@ def encode(values: np.ndarray, indexes: np.ndarray, tables: GaussianTables) -> b
         u = (raw + (1 << (ESCAPE_BITS - 1))).astype(np.uint64)
         halves = np.stack([u >> np.uint64(16), u & np.uint64(0xFFFF)], 1).ravel().astype(np.int32)
         encoder.encode(halves, _uniform16())
-    return encoder.get_compressed().astype("<u4").tobytes()
 
 
 def decode(data: bytes, indexes: np.ndarray, tables: GaussianTables) -> np.ndarray:
     """Inverse of :func:`encode`: integer values (int64) in the order of ``indexes``."""
-    indexes = np.asarray(indexes, dtype=np.int64).ravel()
+    return decode_from(range_decoder(data), indexes, tables)
+
+
+def range_decoder(data: bytes) -> constriction.stream.queue.RangeDecoder:
+    """A decoder over the words of ``data``; :class:`CorruptStreamError` when it cannot be one."""
     if len(data) % 4:
         raise CorruptStreamError("entropy-coded stream length is not a multiple of 4 bytes")
     try:
-        decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
+        return constriction.stream.queue.RangeDecoder(np.frombuffer(data, dtype="<u4").astype(np.uint32))
+    except (ValueError, RuntimeError) as exc:
+        raise CorruptStreamError(f"corrupt entropy-coded stream ({exc})") from None
+
+
+def decode_from(decoder: constriction.stream.queue.RangeDecoder, indexes: np.ndarray, tables: GaussianTables) -> np.ndarray:
+    """The next ``len(indexes)`` values of ``decoder``, written by :func:`encode_into` with the same ``indexes``."""
+    indexes = np.asarray(indexes, dtype=np.int64).ravel()
+    try:
         out = np.zeros(indexes.shape, np.int64)
         escape_slots = []
         for i in np.unique(indexes):

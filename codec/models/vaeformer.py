@@ -39,6 +39,7 @@ from ..entropy import categorical, gaussian
 from ..entropy.tables import frequencies_to_table
 
 Z_RADIUS = 48  # hyper-latent symbols are coded in [-Z_RADIUS, Z_RADIUS] around each channel's median
+LMBDA = 64.0  # rate-distortion trade-off at quantization step 1: level l trains with LMBDA / rate_l**2
 
 
 @dataclass(frozen=True)
@@ -405,3 +406,8 @@ class LevelCoder:
     def decompress(self, z_bytes: bytes, y_bytes: bytes, size: tuple[int, int]) -> Tensor:
         """:meth:`VAEformer.decompress` at this level."""
         return self.net.decompress(z_bytes, y_bytes, size, self.level)
+
+    @property
+    def trade_off(self) -> float:
+        """``lambda_l`` of this level's training loss ``lambda_l * MSE + bits per point`` (:data:`LMBDA` / rate_l^2)."""
+        return LMBDA / self.net.config.rates[self.net._level_index(self.level)] ** 2

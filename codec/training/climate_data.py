@@ -4,8 +4,9 @@ Reading GRIB is slow (about a minute per GFS file), so :func:`pack` extracts eve
 a compressed ``.npz`` (normalized float16 fields, validity masks, latitudes, names).  The pack is
 small enough to carry to a GPU machine; ``codec train vaeformer --data`` accepts it or a folder.
 
-Split: for a variable with >= 10 fields (time steps, levels) its last 10 % are validation; among
-single-field variables, one in ten (by a stable hash of its name) is validation.
+Split: every field of the files in :data:`HIGHRES_VALIDATION` is validation (a split by file); elsewhere,
+for a variable with >= 10 fields (time steps, levels) its last 10 % are validation and among
+single-field variables one in ten (by a stable hash of its name) is validation.
 """
 
 from __future__ import annotations
@@ -37,6 +38,27 @@ class Field:
     validation: bool
 
 
+HIGHRES_VALIDATION = (
+    "aifs-single-t500.grib2",
+    "gfs.complex.grib2",
+    "t850.grb",
+    "ecmwf-ifs-oper-surface.grib2",
+    "20250912120000-0h-oper-fc.grib2.89",
+    "era5_2mt.nc",
+    "data.nc",
+    "z500.grib",
+    "t850.grib",
+)
+"""Files of ``../shared/data/climate/highres`` held out whole (a split by file): global 0.25 degree t500, gh500, an ERA5
+2 m temperature anomaly, IFS surface fields and precipitation rate; ERA5 2 m temperature over Europe (int16 netCDF);
+1 degree t on three levels (int16 netCDF); 0.5 degree z500 and t850."""
+
+
+def is_validation_file(name: str) -> bool:
+    """Whether every field of the file called ``name`` is held out (:data:`HIGHRES_VALIDATION`)."""
+    return name in HIGHRES_VALIDATION
+
+
 def is_validation(var: str, index: int, n_fields: int) -> bool:
     """Whether field ``index`` of ``n_fields`` of variable ``var`` is held out.  The split ignores the file name, so one variable stored in two files (GRIB1 and GRIB2) splits alike."""
     if n_fields >= 10:
@@ -63,7 +85,8 @@ def extract(folder: str | Path, log=print) -> list[Field]:  # noqa: ANN001
                             continue
                         valid = ~np.isnan(field)
                         norm = normalize(field, mean, std).astype(np.float16)
-                        out.append(Field(norm, valid, lat, f"{path.name}/{var.name}[{i}]", is_validation(var.name, i, var.n_fields)))
+                        held_out = is_validation_file(path.name) or is_validation(var.name, i, var.n_fields)
+                        out.append(Field(norm, valid, lat, f"{path.name}/{var.name}[{i}]", held_out))
         except CodecError as exc:
             log(f"skipping {path.name}: {exc}")
     return out

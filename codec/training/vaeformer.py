@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ..climate import fieldcodec
-from ..models.vaeformer import VAEformer, VAEformerConfig
+from ..models.vaeformer import LMBDA, VAEformer, VAEformerConfig
 from . import climate_data
 
 
@@ -31,7 +31,7 @@ class VAEformerTask:
     def __init__(
         self,
         config: VAEformerConfig,
-        lmbda: float = 64.0,
+        lmbda: float = LMBDA,
         kl_weight: float = 1e-4,
     ) -> None:
         self.config = config

@@ -1,0 +1,244 @@
+"""Record version 2: coarser coded grids, the residual coded by multilevel interpolation, records without network bytes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+import codec
+from codec import container
+from codec.climate import archive, errorbound, fieldcodec, interp
+from codec.entropy import gaussian
+from codec.errors import CorruptStreamError, FormatError
+from codec.models.vaeformer import TINY, VAEformer
+
+
+@pytest.fixture(scope="module")
+def net() -> VAEformer:
+    torch.manual_seed(0)
+    n = VAEformer(TINY).eval()
+    n.update()
+    return n
+
+
+def smooth(shape=(91, 180), seed=0, holes=True) -> np.ndarray:
+    """A smooth global field (large scales only) with a block of missing points."""
+    rng = np.random.default_rng(seed)
+    y, x = np.meshgrid(np.linspace(-1.5, 1.5, shape[0]), np.linspace(0, 2 * np.pi, shape[1], endpoint=False), indexing="ij")
+    f = 280 + 20 * np.cos(y) + 5 * np.sin(2 * x + rng.uniform(0, 6)) * np.cos(y) + 2 * np.sin(3 * y + x)
+    if holes:
+        f[20:30, 40:70] = np.nan
+    return f
+
+
+def spec(shape, bound=None, packing=None, int_range=None, version=2) -> fieldcodec.FieldSpec:
+    return fieldcodec.FieldSpec(shape, np.dtype("float32"), bound, packing, int_range, version)
+
+
+def test_block_means_ignore_missing_points_and_cut_edges():
+    f = np.arange(15.0).reshape(3, 5)
+    f[0, 0] = np.nan
+    m = fieldcodec.block_means(f, 2)
+    assert m.shape == (2, 3)
+    assert m[0, 0] == np.mean([1, 5, 6]) and m[1, 2] == 14.0 and m[0, 2] == np.mean([4, 9])
+    all_missing = np.full((4, 4), np.nan)
+    assert np.isnan(fieldcodec.block_means(all_missing, 2)).all()
+    assert not fieldcodec.coarse_valid(~np.isnan(all_missing), 2).any()
+
+
+@pytest.mark.parametrize("s", [2, 4, 8])
+def test_upsampled_block_means_of_a_plane_give_the_plane_back(s):
+    """Cell i sits at its block's centre: Catmull-Rom reproduces a linear field exactly away from the edges."""
+    rows, cols = np.meshgrid(np.arange(64.0), np.arange(128.0), indexing="ij")
+    plane = 0.3 * rows - 0.2 * cols + 5
+    out = fieldcodec.upsample(fieldcodec.block_means(plane, s), s, plane.shape)
+    inner = (slice(2 * s, -2 * s), slice(2 * s, -2 * s))
+    np.testing.assert_allclose(out[inner], plane[inner], atol=1e-9)
+
+
+def test_version_2_records_choose_a_coarser_grid_on_smooth_fields(net):
+    field = smooth()
+    coder = net.at_level(2)
+    with torch.inference_mode():
+        v1, recon1 = fieldcodec.encode(coder, field, spec(field.shape, version=1))
+        v2, recon2 = fieldcodec.encode(coder, field, spec(field.shape))
+        out = fieldcodec.decode(coder, v2, spec(field.shape), ~np.isnan(field))
+    np.testing.assert_array_equal(out, recon2)
+    assert v2[fieldcodec._HEAD.size] > 0  # log2 of the grid factor
+    assert len(v2) < len(v1) / 2
+    np.testing.assert_array_equal(np.isnan(recon2), np.isnan(field))
+
+
+def test_grid_factors_keep_a_minimum_size():
+    assert spec((721, 1440)).grid_factors() == (16, 8, 4, 2, 1)
+    assert spec((40, 300)).grid_factors() == (2, 1)
+    assert spec((10, 10)).grid_factors() == (1,)
+    assert spec((721, 1440), version=1).grid_factors() == (1,)
+
+
+def test_corrupt_grid_byte_fails_cleanly(net):
+    field = smooth(holes=False)
+    coder = net.at_level(1)
+    with torch.inference_mode():
+        record, _ = fieldcodec.encode(coder, field, spec(field.shape))
+        for bad in (9, 200):
+            forged = record[: fieldcodec._HEAD.size] + bytes([bad]) + record[fieldcodec._HEAD.size + 1 :]
+            with pytest.raises(CorruptStreamError, match="grid factor"):
+                fieldcodec.decode(coder, forged, spec(field.shape), np.ones(field.shape, bool))
+
+
+@pytest.mark.parametrize("bound", [0.01, 0.3, 3.0])
+def test_explicit_bounds_hold_with_or_without_network_bytes(net, bound):
+    field = smooth()
+    coder = net.at_level(3)
+    s = spec(field.shape, bound)
+    with torch.inference_mode():
+        record, recon = fieldcodec.encode(coder, field, s)
+        out = fieldcodec.decode(coder, record, s, ~np.isnan(field))
+    np.testing.assert_array_equal(out, recon)
+    valid = ~np.isnan(field)
+    assert np.max(np.abs(out - field)[valid]) <= bound * (1 + 1e-9)
+    assert np.isnan(out[~valid]).all()
+
+
+def test_tight_bound_on_a_smooth_field_drops_the_network(net):
+    field = smooth(holes=False)
+    coder = net.at_level(3)
+    with torch.inference_mode():
+        record, recon = fieldcodec.encode(coder, field, spec(field.shape, 0.001))
+        out = fieldcodec.decode(coder, record, spec(field.shape, 0.001), np.ones(field.shape, bool))
+    assert record[fieldcodec._HEAD.size] == fieldcodec.NO_NETWORK_CODE
+    _, _, lz, ly, lr = fieldcodec._HEAD.unpack_from(record)
+    assert lz == ly == 0 and lr > 0
+    np.testing.assert_array_equal(out, recon)
+    assert np.max(np.abs(out - field)) <= 0.001
+
+
+def test_refinement_qualities_keep_the_network_bytes(net):
+    """q4 / q5 are q3's network bytes plus a residual: the encoder never drops the network for them."""
+    field = smooth(holes=False)
+    base = fieldcodec.encode(net.at_level(3), field, spec(field.shape))[0]
+    refined = fieldcodec.encode(net.at_level(4), field, spec(field.shape))[0]
+    head = fieldcodec._HEAD_V2
+    assert head.unpack_from(base)[2:4] == head.unpack_from(refined)[2:4] and base[head.size : head.size + 8] == refined[head.size : head.size + 8]
+
+
+# ----------------------------------------------------------------------------- the interpolation coder
+
+
+def _residual_round_trip(field, recon, bound, packing=None, int_range=None, dtype=np.dtype("float32")):
+    data, out = errorbound.encode(field, recon, bound, packing, dtype, int_range)
+    back = errorbound.decode(data, recon, ~np.isnan(field), bound, packing, dtype, int_range)
+    np.testing.assert_array_equal(back, out)
+    return data, out
+
+
+@pytest.mark.parametrize("bound", [1e-3, 0.05, 1.0])
+def test_interpolation_coder_bounds_every_point(bound):
+    rng = np.random.default_rng(1)
+    field = smooth() + rng.normal(0, 0.01, (91, 180))
+    recon = np.where(np.isnan(field), np.nan, np.nanmean(field))
+    data, out = _residual_round_trip(field, recon, bound)
+    assert data[0] & 0x0F == errorbound._INTERP_FLOAT  # smooth field: interpolation beats the tile coder
+    valid = ~np.isnan(field)
+    assert np.max(np.abs(out - field)[valid]) <= bound and np.isnan(out[~valid]).all()
+
+
+def test_interpolation_coder_on_packed_integers():
+    scale, offset = 0.01, 280.0
+    field = offset + scale * np.rint((smooth() - offset) / scale)
+    recon = np.where(np.isnan(field), np.nan, 280.0)
+    for bound in (0.01, 0.5):
+        data, out = _residual_round_trip(field, recon, bound, (scale, offset), (-32766, 32767))
+        assert data[0] & 0x0F == errorbound._INTERP_PACKED
+        k = (out - offset) / scale
+        valid = ~np.isnan(field)
+        np.testing.assert_allclose(k[valid], np.rint(k[valid]), atol=1e-6)
+        assert np.max(np.abs(out - field)[valid]) <= bound + 1e-9
+
+
+def test_interpolation_coder_stores_what_float32_cannot_bound_exactly():
+    field = smooth(holes=False) * 1e3
+    recon = np.full(field.shape, 2.8e5)
+    data, out = _residual_round_trip(field, recon, 1e-6)  # below float32's resolution at 3e5
+    assert np.array_equal(out, field)
+
+
+def test_interpolation_passes_cover_every_point_once():
+    for shape in [(1, 1), (1, 7), (5, 1), (91, 180), (64, 64), (33, 17)]:
+        seen = np.zeros(shape, int)
+        for rows, cols, _, _ in interp.passes(shape):
+            seen[np.ix_(rows, cols)] += 1
+        assert (seen == 1).all(), shape
+
+
+def test_corrupt_interpolation_streams_fail_cleanly():
+    field = smooth()
+    recon = np.where(np.isnan(field), np.nan, np.nanmean(field))
+    data, _ = errorbound.encode(field, recon, 0.01, None, np.dtype("float32"))
+    valid = ~np.isnan(field)
+    with pytest.raises(CorruptStreamError):
+        errorbound.decode(data[:8], recon, valid, 0.01, None, np.dtype("float32"))
+    header = 1 + 4 + 4  # mode, exact-point count, table-list length
+    n = int.from_bytes(data[5:9], "little")
+    forged_tables = data[:header] + bytes([data[header] ^ 0xFF]) + data[header + 1 :]
+    for bad in (forged_tables, data[: header + n + 8], data[:-4] + b"\xff\xff\xff\xff"):
+        try:  # the container's CRC32 catches damage; a record decoded on its own fails cleanly or gives a field of its shape
+            out = errorbound.decode(bad, recon, valid, 0.01, None, np.dtype("float32"))
+        except CorruptStreamError:
+            continue
+        assert out.shape == field.shape
+
+
+def test_cheapest_table_matches_a_full_search():
+    tables = gaussian.default_tables()
+    rng = np.random.default_rng(0)
+    for s in (0.01, 0.7, 4.0, 90.0, 5000.0):
+        v = np.rint(rng.laplace(0, s, 3000)).astype(np.int64)
+        bits = [tables.code_lengths(v, np.full(v.size, i)).sum() for i in range(len(tables.scales))]
+        assert bits[tables.cheapest(v)] == min(bits)
+
+
+# ----------------------------------------------------------------------------- files
+
+
+@pytest.fixture()
+def fine_file(tmp_path):
+    lat = np.linspace(90, -90, 91)
+    lon = np.arange(0, 360, 2.0)
+    t = np.stack([smooth(seed=i) for i in range(2)]).astype(np.float32)
+    ds = xr.Dataset(
+        {"t": (("time", "latitude", "longitude"), t, {"units": "K"})},
+        coords={"time": ("time", [0.0, 1.0], {"units": "hours since 2000-01-01"}), "latitude": ("latitude", lat, {"units": "degrees_north"}), "longitude": ("longitude", lon, {"units": "degrees_east"})},
+    )
+    path = tmp_path / "fine.nc"
+    ds.to_netcdf(path)
+    return path
+
+
+def test_files_of_version_1_records_still_decode(fine_file, monkeypatch):
+    """A file without the ``field_records`` header key (every file before version 2) decodes with version 1 records."""
+    monkeypatch.setattr(archive, "RECORD_VERSION", 1)
+    data = codec.encode(fine_file, quality=2)
+    c = container.unpack(data)
+    del c.meta["field_records"]
+    old = container.pack(c)
+    monkeypatch.undo()
+    np.testing.assert_array_equal(codec.decode(old).t.values, codec.decode(data).t.values)
+
+
+def test_unknown_record_version_is_refused(fine_file):
+    c = container.unpack(codec.encode(fine_file, quality=1))
+    c.meta["field_records"] = 7
+    with pytest.raises(FormatError, match="field record version 7"):
+        codec.decode(container.pack(c))
+
+
+def test_bounded_file_round_trip(fine_file):
+    data = codec.encode(fine_file, quality=3, max_abs_error=0.02)
+    with xr.open_dataset(fine_file) as src:
+        out = codec.decode(data)
+        assert np.nanmax(np.abs(out.t.values.astype(np.float64) - src.t.values.astype(np.float64))) <= 0.02 * (1 + 1e-6)
+    assert codec.info(data)["variables"]["t"]["max_abs_error"] <= 0.02 * (1 + 1e-6)
