@@ -296,7 +296,8 @@ def main() -> None:
     qualities = args.qualities or registry.shipped_qualities("vaeformer")
     t0 = time.time()
     if args.highres:
-        data, files, prefix = args.data / "highres", list(HIGHRES_VALIDATION), "climate_highres"
+        data, prefix = args.data / "highres", "climate_highres"
+        files = args.files if "--files" in sys.argv else list(HIGHRES_VALIDATION)
         bounds = args.bounds if "--bounds" in sys.argv else [0.01, 0.05, 0.2]
     else:
         data, files, prefix, bounds = args.data, args.files, "climate", args.bounds

@@ -33,6 +33,12 @@ class GaussianTables:
         self.scales = np.exp(np.linspace(math.log(scale_min), math.log(scale_max), num_scales))
         self.radius = np.ceil(self.scales * TAIL).astype(np.int64)
         self.freqs = [self._table(s, r) for s, r in zip(self.scales, self.radius, strict=True)]
+        self.bits = [-np.log2(table_to_probabilities(f).astype(np.float64)) for f in self.freqs]  # per symbol, escape last
+        top = int(self.radius[-1])
+        self._bits_by_value = np.zeros((num_scales, 2 * top + 1))  # [table, value + top]; past a table's radius unused
+        for i, r in enumerate(self.radius):
+            self._bits_by_value[i, top - r : top + r + 1] = self.bits[i][:-1]
+        self._escape_bits = np.array([b[-1] + ESCAPE_BITS for b in self.bits])
 
     @staticmethod
     def _table(scale: float, radius: int) -> np.ndarray:
@@ -46,15 +52,10 @@ class GaussianTables:
         """Bits :func:`encode` spends on each integer of ``values`` with the table at each of ``indexes`` (escapes included)."""
         values = np.asarray(values, dtype=np.int64).ravel()
         indexes = np.asarray(indexes, dtype=np.int64).ravel()
-        bits = np.empty(values.shape, np.float64)
-        for i in np.unique(indexes):
-            sel = indexes == i
-            r = int(self.radius[i])
-            v = values[sel]
-            escaped = np.abs(v) > r
-            table_bits = -np.log2(table_to_probabilities(self.freqs[i]).astype(np.float64))
-            bits[sel] = table_bits[np.where(escaped, 2 * r + 1, v + r)] + ESCAPE_BITS * escaped
-        return bits
+        top = int(self.radius[-1])
+        escaped = np.abs(values) > self.radius[indexes]
+        inside = self._bits_by_value[indexes, np.clip(values, -top, top) + top]
+        return np.where(escaped, self._escape_bits[indexes], inside)
 
     def cheapest(self, values: np.ndarray) -> int:
         """Index of the table that codes all of ``values`` in the fewest bits (from their histogram, escapes included)."""
@@ -66,9 +67,8 @@ class GaussianTables:
         for i, r in enumerate(self.radius):
             r = int(r)
             inside = hist[top + 1 - r : top + 2 + r]
-            table_bits = -np.log2(table_to_probabilities(self.freqs[i]).astype(np.float64))
             outside = v.size - (cum[top + 2 + r] - cum[top + 1 - r])
-            bits = float(inside @ table_bits[:-1]) + outside * (table_bits[-1] + ESCAPE_BITS)
+            bits = float(inside @ self.bits[i][:-1]) + outside * (self.bits[i][-1] + ESCAPE_BITS)
             if bits < best_bits:
                 best, best_bits = i, bits
         return best
