@@ -24,3 +24,15 @@ def assert_one_line_error(code: int, err: str, pattern: str) -> None:
     assert code == 1 and len(lines) == 1 and lines[0].startswith("codec: error:"), err
     assert pattern in lines[0], lines[0]
     assert "Traceback" not in err
+
+
+def tiny_vaeformer():  # noqa: ANN201 - keeps torch out of this module's import
+    """An untrained tiny VAEformer (seed 0) with frozen entropy tables, in eval mode."""
+    import torch
+
+    from codec.models.vaeformer import TINY, VAEformer
+
+    torch.manual_seed(0)
+    net = VAEformer(TINY).eval()
+    net.update()
+    return net

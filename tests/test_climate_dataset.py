@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 import json
+import lzma
+import zlib
 from pathlib import Path
 
 import dask
@@ -182,6 +184,18 @@ def test_skeleton_keeps_coordinates_bit_exact_and_rebuild_is_lazy(tmp_path):
     assert calls == []
     assert float(rebuilt.t[1, 2, 0, 0]) == 5.0  # field 5 in C order of (time, level)
     assert calls == [("t", 5)]
+
+
+def test_skeletons_are_xz_and_old_zlib_skeletons_still_read(tmp_path):
+    src = tmp_path / "src.nc"
+    era5_like(np.random.default_rng(2)).to_netcdf(src)
+    with D.open_source(src) as source:
+        skeleton, variables = source.skeleton(), source.variables
+    assert skeleton.startswith(b"\xfd7zXZ\x00")
+    old = zlib.compress(lzma.decompress(skeleton), 9)  # how files before 2026-12-02 stored it
+    load = lambda var, i: np.zeros(var.field_shape)  # noqa: E731
+    new_ds, old_ds = D.rebuild(skeleton, variables, load), D.rebuild(old, variables, load)
+    xr.testing.assert_identical(new_ds, old_ds)
 
 
 def test_netcdf_groups_round_trip(tmp_path):

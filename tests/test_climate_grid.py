@@ -12,15 +12,13 @@ from codec import container
 from codec.climate import archive, errorbound, fieldcodec, interp
 from codec.entropy import gaussian
 from codec.errors import CorruptStreamError, FormatError
-from codec.models.vaeformer import TINY, VAEformer
+from codec.models.vaeformer import VAEformer
+from tests.helpers import tiny_vaeformer
 
 
 @pytest.fixture(scope="module")
 def net() -> VAEformer:
-    torch.manual_seed(0)
-    n = VAEformer(TINY).eval()
-    n.update()
-    return n
+    return tiny_vaeformer()
 
 
 def smooth(shape=(91, 180), seed=0, holes=True) -> np.ndarray:

@@ -13,14 +13,12 @@ import torch
 from codec.climate import errorbound, fieldcodec
 from codec.errors import CorruptStreamError
 from codec.models.vaeformer import CRA5, TINY, LevelCoder, VAEformer, VAEformerConfig
+from tests.helpers import tiny_vaeformer
 
 
 @pytest.fixture(scope="module")
 def tiny_net() -> VAEformer:
-    torch.manual_seed(0)
-    net = VAEformer(TINY).eval()
-    net.update()
-    return net
+    return tiny_vaeformer()
 
 
 @pytest.fixture(scope="module")
