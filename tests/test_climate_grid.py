@@ -57,7 +57,7 @@ def test_upsampled_block_means_of_a_plane_give_the_plane_back(s):
 
 
 def test_version_2_records_choose_a_coarser_grid_on_smooth_fields(net):
-    field = smooth()
+    field = smooth((181, 360))  # above SEARCH_START_POINTS: the grid is searched
     coder = net.at_level(2)
     with torch.inference_mode():
         v1, recon1 = fieldcodec.encode(coder, field, spec(field.shape, version=1))
@@ -67,6 +67,12 @@ def test_version_2_records_choose_a_coarser_grid_on_smooth_fields(net):
     assert v2[fieldcodec._HEAD.size] > 0  # log2 of the grid factor
     assert len(v2) < len(v1) / 2
     np.testing.assert_array_equal(np.isnan(recon2), np.isnan(field))
+
+
+def test_small_fields_are_coded_on_their_own_grid(net):
+    field = smooth()  # 91 x 180 points, below SEARCH_START_POINTS
+    record, _ = fieldcodec.encode(net.at_level(1), field, spec(field.shape))
+    assert record[fieldcodec._HEAD.size] == 0
 
 
 def test_grid_factors_keep_a_minimum_size():

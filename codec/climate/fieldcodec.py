@@ -13,11 +13,14 @@ learned from, and the network's bits go per point.  From record version 2 the en
 field's block means on a grid ``s`` times coarser (``s`` in :data:`GRID_FACTORS`, each coarse cell
 the mean of the valid points of an ``s x s`` block; a cell without one is missing) and the decoder
 brings the network's output back to the field's grid by bicubic interpolation; the residual layer
-(error bounds, refinement qualities) then codes what is left at every point.  The encoder tries the
-grids from the coarsest down and keeps the one with the lowest rate-distortion Lagrangian the
-network was trained with, ``lambda_l * MSE + bits per point`` (MSE in field standard deviations,
-:meth:`LevelCoder.trade_off`, over the field's own points), stopping at the first grid that costs
-more than the coarser one.  The choice ignores any bound, so a refinement quality or a bounded
+(error bounds, refinement qualities) then codes what is left at every point.  The encoder keeps
+the grid with the lowest rate-distortion Lagrangian the network was trained with,
+``lambda_l * MSE + bits per point`` (MSE in field standard deviations, :meth:`LevelCoder.trade_off`,
+over the field's own points), by a local search: it starts at the finest grid of at most
+:data:`SEARCH_START_POINTS` points (a 0.25-degree field at 1/8), moves to finer grids while each
+costs less than the last, and if the first finer one did not, to coarser ones while they do.  A
+field of at most that many points (2.5 degrees) is coded on its own grid: there every trial costs
+a whole network pass, and coarser grids bought little.  The choice ignores any bound, so a refinement quality or a bounded
 file holds the same network bytes as its network level without a bound, plus the residual.  With an
 explicit bound (``--max-abs-error``) the encoder also codes the field by the residual coder alone,
 around its mean, and keeps that record (grid byte 255, no network bytes) when it is shorter: on
@@ -48,6 +51,7 @@ RECORD_VERSIONS = (1, 2)
 GRID_FACTORS = (1, 2, 4, 8, 16)  # coded grid = field grid / s
 NO_NETWORK, NO_NETWORK_CODE = 0, 255  # grid byte 255: no network bytes, the residual codes the field around its mean
 MIN_GRID_POINTS = 16  # a coarse grid keeps at least this many rows and columns (or the field's own, if fewer)
+SEARCH_START_POINTS = 1 << 15  # the grid search starts at the finest grid with at most this many points
 
 
 @dataclass(frozen=True)
@@ -167,14 +171,24 @@ def encode(net: LevelCoder, field: np.ndarray, spec: FieldSpec) -> tuple[bytes, 
     if np.isnan(mean):
         return head.pack(mean, std, 0, 0, 0, *extra), np.full(spec.shape, np.nan)
     valid = ~np.isnan(field)
-    best: tuple[float, bytes, bytes, int, np.ndarray] | None = None
-    for s in spec.grid_factors():
+    def trial(s: int) -> tuple[float, bytes, bytes, int, np.ndarray]:
         z, y = net.compress(network_input(block_means(field, s), mean, std))
         recon = _network_output(net, z, y, s, valid, mean, std)
-        cost = _lagrangian(net, field, recon, valid, std, head.size + len(z) + len(y))
-        if best is not None and cost > best[0]:
+        return _lagrangian(net, field, recon, valid, std, head.size + len(z) + len(y)), z, y, s, recon
+
+    factors = spec.grid_factors()  # coarsest first
+    small = [i for i, s in enumerate(factors) if np.prod([-(-n // s) for n in spec.shape]) <= SEARCH_START_POINTS]
+    start = small[-1] if small else 0
+    best = trial(factors[start])
+    for direction in (1, -1) if factors[start] != 1 else ():  # finer while that pays; if the first finer one did not, coarser
+        i, moved = start + direction, False
+        while 0 <= i < len(factors):
+            candidate = trial(factors[i])
+            if candidate[0] > best[0]:
+                break
+            best, moved, i = candidate, True, i + direction
+        if moved:
             break
-        best = (cost, z, y, s, recon)
     _, z, y, s, recon = best
     bound = field_bound(net, spec, std)
     if bound is None:
