@@ -254,7 +254,7 @@ def plot(summary: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 5))
     styles = {"vaeformer": "o-", "vaeformer+bound": "s--", "sz3": "^:", "zfp": "v:", "bitround+zstd": "d:", "sz3 (bound)": "x-"}
     series: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
-    for r in summary:  # the bounded mode: one line per quality, across bounds
+    for r in (r for r in summary if not r["setting"].startswith("cra5")):  # the bounded mode: one line per quality, across bounds
         label = f"{r['method']} {r['setting'].split()[0]}" if r["method"] == "vaeformer+bound" else r["method"]
         series[(r["method"], label)].append((r["mean_nrmse"], r["ratio"]))
     for (method, label), pts in series.items():
