@@ -210,9 +210,9 @@ def test_cheapest_table_matches_a_full_search():
 
 @pytest.fixture()
 def fine_file(tmp_path):
-    lat = np.linspace(90, -90, 91)
-    lon = np.arange(0, 360, 2.0)
-    t = np.stack([smooth(seed=i) for i in range(2)]).astype(np.float32)
+    lat = np.linspace(90, -90, 181)  # 1 degree: above SEARCH_START_POINTS, so the grid is searched
+    lon = np.arange(0, 360, 1.0)
+    t = np.stack([smooth((181, 360), seed=i) for i in range(2)]).astype(np.float32)
     ds = xr.Dataset(
         {"t": (("time", "latitude", "longitude"), t, {"units": "K"})},
         coords={"time": ("time", [0.0, 1.0], {"units": "hours since 2000-01-01"}), "latitude": ("latitude", lat, {"units": "degrees_north"}), "longitude": ("longitude", lon, {"units": "degrees_east"})},
@@ -246,3 +246,23 @@ def test_bounded_file_round_trip(fine_file):
         out = codec.decode(data)
         assert np.nanmax(np.abs(out.t.values.astype(np.float64) - src.t.values.astype(np.float64))) <= 0.02 * (1 + 1e-6)
     assert codec.info(data)["variables"]["t"]["max_abs_error"] <= 0.02 * (1 + 1e-6)
+
+
+def test_bytes_and_decodes_do_not_depend_on_the_callers_thread_count(fine_file):
+    """Grid search, interpolation and residual coder: the same bytes and values with 1 or 2 caller threads."""
+    before = torch.get_num_threads()
+    try:
+        out = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            for bound in (None, 0.05):
+                data = codec.encode(fine_file, quality=2, max_abs_error=bound)
+                out.append((data, codec.decode(data).t.values))
+    finally:
+        torch.set_num_threads(before)
+    c = container.unpack(out[0][0])
+    grids = [c.stream("v0")[start + fieldcodec._HEAD.size] for _, start, _ in archive._index_records(c.stream("v0"), 2)]
+    assert all(0 < g < fieldcodec.NO_NETWORK_CODE for g in grids)  # the search chose coarser grids
+    for one, two in zip(out[:2], out[2:], strict=True):
+        assert one[0] == two[0]
+        np.testing.assert_array_equal(one[1], two[1])
