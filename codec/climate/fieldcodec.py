@@ -166,15 +166,28 @@ def _network_output(net: LevelCoder, z: bytes, y: bytes, s: int, valid: np.ndarr
 def encode(net: LevelCoder, field: np.ndarray, spec: FieldSpec) -> tuple[bytes, np.ndarray]:
     """Record bytes of ``field`` (float64, NaN = missing) and the reconstruction a decoder will produce."""
     mean, std = field_stats(field)
-    head = spec.head
-    extra = (0,) if spec.record_version == 2 else ()
     if np.isnan(mean):
-        return head.pack(mean, std, 0, 0, 0, *extra), np.full(spec.shape, np.nan)
+        return _record(spec, mean, std, b"", b"", b"", 1), np.full(spec.shape, np.nan)
     valid = ~np.isnan(field)
+    z, y, s, recon = _best_grid(net, field, valid, spec, mean, std)
+    bound = field_bound(net, spec, std)
+    if bound is None:
+        return _record(spec, mean, std, z, y, b"", s), recon
+    r, out = errorbound.encode(field, recon, bound, spec.packing, spec.dtype, spec.int_range)
+    if spec.bound is not None and spec.record_version == 2:  # an explicit bound: the residual alone may be shorter
+        r0, out0 = errorbound.encode(field, np.where(valid, mean, np.nan), bound, spec.packing, spec.dtype, spec.int_range)
+        if len(r0) < len(z) + len(y) + len(r):
+            return _record(spec, mean, std, b"", b"", r0, NO_NETWORK), out0
+    return _record(spec, mean, std, z, y, r, s), out
+
+
+def _best_grid(net: LevelCoder, field: np.ndarray, valid: np.ndarray, spec: FieldSpec, mean: float, std: float) -> tuple[bytes, bytes, int, np.ndarray]:
+    """``(z, y, s, reconstruction)`` of the grid factor ``s`` with the lowest Lagrangian (local search, module docstring)."""
+
     def trial(s: int) -> tuple[float, bytes, bytes, int, np.ndarray]:
         z, y = net.compress(network_input(block_means(field, s), mean, std))
         recon = _network_output(net, z, y, s, valid, mean, std)
-        return _lagrangian(net, field, recon, valid, std, head.size + len(z) + len(y)), z, y, s, recon
+        return _lagrangian(net, field, recon, valid, std, spec.head.size + len(z) + len(y)), z, y, s, recon
 
     factors = spec.grid_factors()  # coarsest first
     small = [i for i, s in enumerate(factors) if np.prod([-(-n // s) for n in spec.shape]) <= SEARCH_START_POINTS]
@@ -189,17 +202,7 @@ def encode(net: LevelCoder, field: np.ndarray, spec: FieldSpec) -> tuple[bytes, 
             best, moved, i = candidate, True, i + direction
         if moved:
             break
-    _, z, y, s, recon = best
-    bound = field_bound(net, spec, std)
-    if bound is None:
-        return _record(spec, mean, std, z, y, b"", s), recon
-    r, out = errorbound.encode(field, recon, bound, spec.packing, spec.dtype, spec.int_range)
-    record = _record(spec, mean, std, z, y, r, s)
-    if spec.bound is not None and spec.record_version == 2:  # an explicit bound: the residual alone may be shorter
-        r0, out0 = errorbound.encode(field, np.where(valid, mean, np.nan), bound, spec.packing, spec.dtype, spec.int_range)
-        if len(r0) < len(z) + len(y) + len(r):
-            return _record(spec, mean, std, b"", b"", r0, NO_NETWORK), out0
-    return record, out
+    return best[1:]
 
 
 def _record(spec: FieldSpec, mean: float, std: float, z: bytes, y: bytes, r: bytes, s: int) -> bytes:
