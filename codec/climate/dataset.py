@@ -27,12 +27,12 @@ Skeleton
 
 from __future__ import annotations
 
+import lzma
 import os
 import re
 import tempfile
 import uuid
 import warnings
-import lzma
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field

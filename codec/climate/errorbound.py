@@ -183,26 +183,32 @@ def encode(
     return min(candidates, key=lambda c: len(c[0]))
 
 
+def _integers(x: np.ndarray, valid: np.ndarray, packing: tuple[float, float]) -> np.ndarray:
+    """The packed integers ``k`` nearest to ``x`` (0 at missing points), as floats."""
+    scale, offset = packing
+    return np.where(valid, np.rint((np.nan_to_num(x) - offset) / scale), 0)
+
+
 def _integer_half_step(x: np.ndarray, valid: np.ndarray, bound: float, packing: tuple[float, float]) -> int:
     """``e``: integer steps within the bound after the off-grid distance of ``x`` and a reader's float32 rounding."""
     scale, offset = packing
-    k = np.where(valid, np.rint((np.nan_to_num(x) - offset) / scale), 0)
-    off_grid = float(np.max(np.abs(np.nan_to_num(x) - (offset + scale * k))[valid], initial=0.0))
+    off_grid = float(np.max(np.abs(np.nan_to_num(x) - (offset + scale * _integers(x, valid, packing)))[valid], initial=0.0))
     return int(np.floor((bound - off_grid - _float32_slack(x)) / abs(scale)))
+
+
+def _fix_table(bad: np.ndarray, exact: np.ndarray) -> bytes:
+    """The points stored exactly: count, flat indices, float64 values (:func:`decode` reads them first)."""
+    return _U32.pack(bad.size) + bad.astype("<u4").tobytes() + exact.astype("<f8").tobytes()
 
 
 def _encode_packed_tiles(
     x: np.ndarray, recon: np.ndarray, valid: np.ndarray, e_int: int, packing: tuple[float, float], int_range: tuple[int, int] | None
 ) -> tuple[bytes, np.ndarray]:
-    scale, offset = packing
-    k = np.where(valid, np.rint((np.nan_to_num(x) - offset) / scale), 0)
-    k_hat = _clip(np.rint((np.nan_to_num(recon) - offset) / scale), int_range)
     step = 2 * e_int + 1
-    q = np.floor_divide(k - k_hat + e_int, step).astype(np.int64)
+    q = np.floor_divide(_integers(x, valid, packing) - _base_integers(recon, packing, int_range) + e_int, step).astype(np.int64)
     q[~valid] = 0
-    out = offset + scale * _clip(k_hat + q * step, int_range)
     predictor, coded = _code_integers(q, valid)
-    return bytes([_PACKED | predictor << 4]) + _U32.pack(e_int) + coded, np.where(valid, out, np.nan)
+    return bytes([_PACKED | predictor << 4]) + _U32.pack(e_int) + coded, _packed_output(q * step, recon, valid, packing, int_range)
 
 
 def _encode_float_tiles(x: np.ndarray, recon: np.ndarray, valid: np.ndarray, bound: float, dtype: np.dtype) -> tuple[bytes, np.ndarray]:
@@ -213,17 +219,15 @@ def _encode_float_tiles(x: np.ndarray, recon: np.ndarray, valid: np.ndarray, bou
     bad = np.flatnonzero(valid & (far | ~(np.abs(out - np.nan_to_num(x)) <= bound)))
     exact = x.ravel()[bad].astype(np.float64)
     out.ravel()[bad] = exact
-    fixes = _U32.pack(bad.size) + bad.astype("<u4").tobytes() + exact.astype("<f8").tobytes()
     predictor, coded = _code_integers(q, valid)
-    return bytes([_FLOAT | predictor << 4]) + fixes + coded, out
+    return bytes([_FLOAT | predictor << 4]) + _fix_table(bad, exact) + coded, out
 
 
 def _encode_packed_interp(
     x: np.ndarray, recon: np.ndarray, valid: np.ndarray, e_int: int, packing: tuple[float, float], int_range: tuple[int, int] | None
 ) -> tuple[bytes, np.ndarray]:
     """Integer residuals ``k - k_hat`` coded by interpolation with the odd step ``2 e + 1``."""
-    scale, offset = packing
-    target = np.where(valid, np.rint((np.nan_to_num(x) - offset) / scale), 0) - _base_integers(recon, packing, int_range)
+    target = _integers(x, valid, packing) - _base_integers(recon, packing, int_range)
     step = 2 * e_int + 1
 
     def quantize(p: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -241,6 +245,7 @@ def _base_integers(recon: np.ndarray, packing: tuple[float, float], int_range: t
 
 
 def _packed_output(rec: np.ndarray, recon: np.ndarray, valid: np.ndarray, packing: tuple[float, float], int_range: tuple[int, int] | None) -> np.ndarray:
+    """Values of the integers ``k_hat + rec`` (clipped to the storable range), NaN at missing points."""
     scale, offset = packing
     return np.where(valid, offset + scale * _clip(_base_integers(recon, packing, int_range) + rec, int_range), np.nan)
 
@@ -267,8 +272,7 @@ def _encode_float_interp(x: np.ndarray, recon: np.ndarray, valid: np.ndarray, bo
     exact = x.ravel()[bad].astype(np.float64)
     out = np.where(valid, (recon + rec).astype(dtype).astype(np.float64), np.nan)
     out.ravel()[bad] = exact
-    fixes = _U32.pack(bad.size) + bad.astype("<u4").tobytes() + exact.astype("<f8").tobytes()
-    return bytes([_INTERP_FLOAT]) + fixes + coded, out
+    return bytes([_INTERP_FLOAT]) + _fix_table(bad, exact) + coded, out
 
 
 def _clip(k: np.ndarray, int_range: tuple[int, int] | None) -> np.ndarray:
@@ -292,11 +296,9 @@ def decode(
         step = 2 * n + 1
         if mode == _INTERP_PACKED:
             rec = interp.decode(body, shape, valid, lambda p, k, rows, cols: np.rint(p) + k * step)
-            return _packed_output(rec, recon, valid, packing, int_range)
-        scale, offset = packing
-        q = _decode_integers(body, shape, valid, predictor)
-        k_hat = _clip(np.rint((np.nan_to_num(recon) - offset) / scale), int_range)
-        return np.where(valid, offset + scale * _clip(k_hat + q * step, int_range), np.nan)
+        else:
+            rec = _decode_integers(body, shape, valid, predictor) * step
+        return _packed_output(rec, recon, valid, packing, int_range)
     if mode not in (_FLOAT, _INTERP_FLOAT):
         raise CorruptStreamError("unknown residual coding mode")
     end = 12 * n

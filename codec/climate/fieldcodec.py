@@ -12,7 +12,7 @@ Record layout (little-endian)::
 learned from, and the network's bits go per point.  From record version 2 the encoder may code the
 field's block means on a grid ``s`` times coarser (``s`` in :data:`GRID_FACTORS`, each coarse cell
 the mean of the valid points of an ``s x s`` block; a cell without one is missing) and the decoder
-brings the network's output back to the field's grid by bicubic interpolation; the residual layer
+brings the network's output back to the field's grid by cubic (Catmull-Rom) interpolation; the residual layer
 (error bounds, refinement qualities) then codes what is left at every point.  The encoder keeps
 the grid with the lowest rate-distortion Lagrangian the network was trained with,
 ``lambda_l * MSE + bits per point`` (MSE in field standard deviations, :meth:`LevelCoder.trade_off`,
@@ -98,14 +98,19 @@ def field_stats(field: np.ndarray) -> tuple[float, float]:
     return float(valid.mean()), std if std > 0 else 1.0
 
 
+def _blocks(a: np.ndarray, s: int, fill: object) -> np.ndarray:
+    """``a`` padded with ``fill`` to whole ``s x s`` blocks, as [rows, s, columns, s]."""
+    h, w = a.shape
+    padded = np.full((-(-h // s) * s, -(-w // s) * s), fill, dtype=a.dtype)
+    padded[:h, :w] = a
+    return padded.reshape(padded.shape[0] // s, s, padded.shape[1] // s, s)
+
+
 def block_means(field: np.ndarray, s: int) -> np.ndarray:
     """Means of the valid points of each ``s x s`` block (the last ones cut by the field's edge), NaN where none is valid."""
     if s == 1:
         return field
-    h, w = field.shape
-    padded = np.full((-(-h // s) * s, -(-w // s) * s), np.nan)
-    padded[:h, :w] = field
-    blocks = padded.reshape(padded.shape[0] // s, s, padded.shape[1] // s, s)
+    blocks = _blocks(np.asarray(field, dtype=np.float64), s, np.nan)
     valid = ~np.isnan(blocks)
     count = valid.sum((1, 3))
     total = np.where(valid, blocks, 0.0).sum((1, 3))
@@ -114,12 +119,7 @@ def block_means(field: np.ndarray, s: int) -> np.ndarray:
 
 def coarse_valid(valid: np.ndarray, s: int) -> np.ndarray:
     """Validity of the coarse grid: a cell is valid when any point of its block is."""
-    if s == 1:
-        return valid
-    h, w = valid.shape
-    padded = np.zeros((-(-h // s) * s, -(-w // s) * s), bool)
-    padded[:h, :w] = valid
-    return padded.reshape(padded.shape[0] // s, s, padded.shape[1] // s, s).any((1, 3))
+    return valid if s == 1 else _blocks(valid, s, False).any((1, 3))
 
 
 def _catmull_rom(t: float) -> np.ndarray:
