@@ -19,6 +19,7 @@ demo: install
 	$(PY) benchmarks/demo_climate.py
 
 test: install
+	$(VENV)/bin/ruff check codec tests benchmarks
 	$(PY) -m pytest -n 2 tests
 
 bench: install

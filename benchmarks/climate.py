@@ -37,10 +37,9 @@ import zlib
 from collections import defaultdict
 from pathlib import Path
 
+import climate_baselines as cb
 import numpy as np
 import torch
-
-import climate_baselines as cb
 from _common import RESULTS_DIR
 
 from codec import registry
@@ -147,7 +146,10 @@ def cra5_rows(items: list[dict], coder: LevelCoder) -> list[dict]:
         rows.append({**base, "method": "vaeformer+bound", "setting": f"cra5 rmse {target:.3g}", **best})
         sz = cb.match_rmse("sz3", item["field"], best["rmse"])
         t_enc, t_dec = sz3_seconds(item["field"], sz.param)
-        rows.append({**base, "method": "sz3", "setting": f"cra5 rmse {target:.3g}", "bytes": sz.nbytes, "encode_s": t_enc, "decode_s": t_dec, **errors(item["field"], sz.recon.astype(np.float64))})
+        rows.append({
+            **base, "method": "sz3", "setting": f"cra5 rmse {target:.3g}", "bytes": sz.nbytes, "encode_s": t_enc, "decode_s": t_dec,
+            **errors(item["field"], sz.recon.astype(np.float64)),
+        })
     return rows
 
 

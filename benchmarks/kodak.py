@@ -32,10 +32,6 @@ import imagecodecs  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from pytorch_msssim import ms_ssim  # noqa: E402
-from scipy.interpolate import PchipInterpolator  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
 from _common import (  # noqa: E402
     KODAK_DIR,
     RESULTS_DIR,
@@ -46,6 +42,9 @@ from _common import (  # noqa: E402
     load_rgb,
     mcquic_targets,
 )
+from pytorch_msssim import ms_ssim  # noqa: E402
+from scipy.interpolate import PchipInterpolator  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 Roundtrip = Callable[[np.ndarray], tuple[int, np.ndarray]]
 """Encode uint8 [H, W, 3] pixels; return (compressed size in bytes, decoded uint8 [H, W, 3])."""

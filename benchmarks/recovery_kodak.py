@@ -134,8 +134,8 @@ def main() -> None:
                                  "clean_psnr": clean[0], "clean_ms_ssim": clean[1], "psnr": rec[0], "ms_ssim": rec[1],
                                  "naive_psnr": nai[0], "naive_ms_ssim": nai[1], "interp_psnr": interp[0], "interp_ms_ssim": interp[1],
                                  "index_acc": acc, "naive_index_acc": naive_acc,
-                                 **{f"{k}_psnr_vs_clean": v[0] for k, v in zip(("rec", "naive", "interp"), vs_clean)},
-                                 **{f"{k}_ms_ssim_vs_clean": v[1] for k, v in zip(("rec", "naive", "interp"), vs_clean)}})
+                                 **{f"{k}_psnr_vs_clean": v[0] for k, v in zip(("rec", "naive", "interp"), vs_clean, strict=True)},
+                                 **{f"{k}_ms_ssim_vs_clean": v[1] for k, v in zip(("rec", "naive", "interp"), vs_clean, strict=True)}})
             print(f"level {level} {name}: " + ", ".join(f"{r['loss']:.2f}: {r['ms_ssim']:.3f}/{r['naive_ms_ssim']:.3f}/{r['interp_ms_ssim']:.3f}"
                                                       for r in rows[-len(LOSSES):]), flush=True)
     summary = []
@@ -152,7 +152,8 @@ def main() -> None:
     seeds = "one damage seed per level and loss rate for all images" if args.shared_seeds else "a damage seed per level, image and loss rate"
     lines = [f"Kodak, {len(images)} images ({', '.join(images)}), packets of {args.packet_rows} token rows' worth, {layout}, "
              f"recovery weights {rec_path.name}, {seeds}; MS-SSIM and PSNR (dB) against the original, means over images.", "",
-             "| level | packets lost | tokens lost | clean MS-SSIM | recovered | naive | interp. | rec/clean | clean PSNR | recovered | naive | interp. | index acc (rec / naive) |",
+             "| level | packets lost | tokens lost | clean MS-SSIM | recovered | naive | interp. | rec/clean "
+             "| clean PSNR | recovered | naive | interp. | index acc (rec / naive) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in summary:
         lines.append(f"| {s['level']} | {100 * s['loss']:.0f}% | {100 * s['lost_tokens']:.1f}% | {s['clean_ms_ssim']:.4f} | {s['ms_ssim']:.4f} | "

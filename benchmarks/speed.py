@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
 from _common import KODAK_DIR, RESULTS_DIR, compressai_compress, compressai_decompress, load_rgb, mcquic_targets
 
 CODEC_NAMES = ("mcquic", "hyperprior", "joint")
@@ -153,7 +152,10 @@ def _jsonable(kwargs: dict) -> dict:
 
 def run_job(job: Job, args: argparse.Namespace) -> dict | None:
     """Run ``job`` in a fresh subprocess; its result, or None (with a warning) when it failed."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(asdict(job)), "--image", str(args.image), "--threads", str(args.threads), "--repeats", str(args.repeats)]
+    cmd = [
+        sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(asdict(job)),
+        "--image", str(args.image), "--threads", str(args.threads), "--repeats", str(args.repeats),
+    ]
     env = {**os.environ, "CODEC_THREADS": str(args.threads)}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:

@@ -28,10 +28,9 @@ import imagecodecs  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from _common import KODAK_DIR, RESULTS_DIR, REPO_ROOT, load_rgb  # noqa: E402
+from _common import KODAK_DIR, REPO_ROOT, RESULTS_DIR, load_rgb  # noqa: E402
 from kodak import msssim, psnr  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 sys.path.insert(0, str(REPO_ROOT))
 import codec  # noqa: E402
@@ -107,7 +106,7 @@ def plot(summary: list[dict], path: Path) -> None:
         ax.plot([s["bpp_uniform"] for s in vq], [s[metric] for s in vq], "s--", label="VQGAN-cluster, uniform indices (paper)")
         for title, *_ in CLASSICAL:
             pts = sorted((s["bpp"], s[metric]) for s in summary if s["codec"] == title)
-            ax.plot(*zip(*pts), "^:", label=title)
+            ax.plot(*zip(*pts, strict=True), "^:", label=title)
         ax.axvline(0.05, color="gray", lw=0.8)
         ax.set_xlabel("bpp (whole file)")
         ax.set_ylabel(label)
@@ -125,7 +124,10 @@ def write_table(summary: list[dict], path: Path) -> None:
     for s in summary:
         if s["codec"] == "vqgan":
             saving = 1 - s["index_bpp"] / s["index_bpp_uniform"]
-            lines.append(f"| VQGAN-cluster | {s['level']} | {s['codebook_size']} | {s['bpp']:.4f} | {s['bpp_uniform']:.4f} | {100 * saving:.1f}% | {s['psnr']:.2f} | {s['ms_ssim']:.4f} |")
+            lines.append(
+                f"| VQGAN-cluster | {s['level']} | {s['codebook_size']} | {s['bpp']:.4f} | {s['bpp_uniform']:.4f} | {100 * saving:.1f}% "
+                f"| {s['psnr']:.2f} | {s['ms_ssim']:.4f} |"
+            )
         else:
             lines.append(f"| {s['codec']} | q={s['level']} | | {s['bpp']:.4f} | | | {s['psnr']:.2f} | {s['ms_ssim']:.4f} |")
     vq = [s for s in summary if s["codec"] == "vqgan"]

@@ -8,16 +8,48 @@ Python API::
     codec.info(data)                              # {"model": "mcquic", "bpp": ..., ...}
     ds = codec.decode(codec.encode("era5.nc", max_abs_error=0.5))   # lazy xarray.Dataset (VAEformer)
     tiny = codec.encode("photo.png", model="vqgan", bpp=0.03)        # highest VQGAN-cluster level <= 0.03 bpp
+
+``import codec`` is cheap: torch, compressai and the models load on the first call that needs them.
 """
 
+from __future__ import annotations
+
+import importlib
 import warnings
+from typing import TYPE_CHECKING, Any
+
+from .errors import CodecError
 
 # compressai calls the deprecated torch.jit.script at import time; that notice is not for our users.
 warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
 
-from .api import decode, encode, info  # noqa: E402
-from .errors import CodecError  # noqa: E402
-from .registry import list_models, load as load_model  # noqa: E402
+if TYPE_CHECKING:
+    from .api import decode, encode
+    from .describe import info
+    from .registry import list_models
+    from .registry import load as load_model
+
+_LAZY = {
+    "encode": ("api", "encode"),
+    "decode": ("api", "decode"),
+    "info": ("describe", "info"),
+    "list_models": ("registry", "list_models"),
+    "load_model": ("registry", "load"),
+}
 
 __all__ = ["encode", "decode", "info", "list_models", "load_model", "CodecError"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """The public functions, imported from their modules on first use (PEP 562)."""
+    if name not in _LAZY:
+        raise AttributeError(f"module 'codec' has no attribute {name!r}")
+    module, attr = _LAZY[name]
+    value = getattr(importlib.import_module(f".{module}", __name__), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

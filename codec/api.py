@@ -1,27 +1,24 @@
 """The Python API: ``encode(image or dataset) -> bytes``, ``decode(bytes)``, ``info(bytes) -> dict``.
 
 Images decode to numpy arrays; climate datasets (netCDF/GRIB paths or ``xarray.Dataset``) decode
-to a lazily decoded ``xarray.Dataset``.
-
-Also the file checks the CLI shares: reading inputs with one-line errors and refusing to overwrite
-an input or an existing output (atomic writes themselves live in :mod:`codec.fileio`).
+to a lazily decoded ``xarray.Dataset``.  File checks and atomic writes live in :mod:`codec.fileio`.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache, partial
 from pathlib import Path
-from collections.abc import Iterator
 
 import numpy as np
 import torch
 
 from . import container, imageio, parity, registry, resilient
 from .climate import GRIB_MAGIC, NETCDF_MAGICS
-from .fileio import existing_file
+from .describe import info  # noqa: F401 - part of this module's public API
 from .errors import CorruptStreamError, FormatError, InputError, ModelError
 from .models.mcquic import pad_to_multiple
 from .models.vaeformer_official import MODEL_NAME as CRA5_OFFICIAL
@@ -360,88 +357,6 @@ def damage(data: bytes, drop: float, seed: int = 0, independent: bool = False) -
     With ``independent``, each packet is lost with probability ``drop`` on its own (an i.i.d. channel).
     """
     return resilient.damage(bytes(data), drop, seed, independent)
-
-
-def info(data: bytes) -> dict:
-    """What a compressed file holds: kind, model, shape, bytes, bpp (images) or variables and ratio (climate)."""
-    c = container.unpack(bytes(data), erasable=resilient.is_erasable)
-    if c.kind == "climate":
-        return _climate_info(c, len(data))
-    if c.kind != "image":
-        raise FormatError(f"file holds {c.kind} data")
-    h, w = c.shape[0], c.shape[1]
-    return {
-        "kind": c.kind,
-        "model": c.model.get("name"),
-        "quality": c.model.get("quality"),
-        "weights_hash": c.model.get("weights_hash"),
-        "shape": c.shape,
-        "dtype": c.dtype,
-        "mode": c.meta.get("mode"),
-        "bytes": len(data),
-        "bpp": 8 * len(data) / (h * w),
-        **{k: c.meta[k] for k in ("level", "codebook_size", "groups", "packet_rows", "packet_lattice", "packet_parity") if k in c.meta},
-        **({"lost_packets": sorted(c.missing, key=lambda n: (n[0] != "p", len(n), n))} if c.missing else {}),
-        "streams": {name: len(s) for name, s in c.streams},
-        "format_version": c.version,
-    }
-
-
-def _climate_info(c: container.Container, size: int) -> dict:
-    from .climate import archive, cra5_archive
-
-    described = archive.described_variables(c)
-    grid = archive.grid_variables(described)
-    if c.model.get("name") == CRA5_OFFICIAL:  # all channels of a step coded together: no bytes per variable
-        totals, rows = cra5_archive.summary(c)
-    else:
-        totals, rows = {}, [{"bytes": len(c.stream(f"v{i}"))} for i in range(len(grid))]
-    variables, raw = {}, 0
-    for d, var, row in zip(described, grid, rows, strict=True):
-        raw += 4 * int(np.prod(var.shape, dtype=np.int64))
-        variables[var.name] = {
-            "shape": list(var.shape),
-            "dims": list(var.dims),
-            "group": var.group,
-            **row,
-            "max_abs_error_bound": d.get("max_abs_error_bound"),
-            **d["errors"],
-        }
-    return {
-        "kind": c.kind,
-        "model": c.model.get("name"),
-        "quality": c.model.get("quality"),
-        "weights_hash": c.model.get("weights_hash"),
-        "relative_error_bound": c.meta.get("relative_error_bound"),
-        "bytes": size,
-        "float32_bytes": raw,
-        "compression_ratio": raw / size,
-        **totals,
-        "variables": variables,
-        "format_version": c.version,
-    }
-
-
-def read_input(path: str | os.PathLike) -> bytes:
-    """The bytes of an input file, with one-line errors for missing, directory or unreadable paths."""
-    p = existing_file(path)
-    try:
-        return p.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read {p}: {exc.strerror or exc}") from None
-
-
-def check_output(source: str | os.PathLike, target: str | os.PathLike, force: bool) -> None:
-    """Refuse to overwrite the input, or an existing file unless ``force``; the folder must exist."""
-    src, dst = Path(source), Path(target)
-    if dst.exists() and src.exists() and dst.resolve() == src.resolve():
-        raise InputError("output would overwrite the input")
-    if dst.is_dir():
-        raise InputError(f"output is a directory: {dst}")
-    if dst.exists() and not force:
-        raise InputError(f"{dst} exists (use --force to overwrite)")
-    if not dst.resolve().parent.is_dir():
-        raise InputError(f"output folder does not exist: {dst.parent}")
 
 
 def image_bytes(image: np.ndarray, path: str | os.PathLike) -> bytes:

@@ -13,16 +13,17 @@ import sys
 import warnings
 from pathlib import Path
 
+from . import container, fileio  # light: the standard library only; api (torch, models) loads per command
 from .errors import CodecError, InputError
 
 EXIT_ERROR = 1
 
 
 def _cmd_encode(args: argparse.Namespace) -> None:
-    from . import api, fileio
-
-    api.check_output(args.input, args.output, args.force)
+    fileio.check_output(args.input, args.output, args.force)
     fileio.existing_file(args.input)
+    from . import api  # torch and the models load only now, after the cheap checks
+
     progress = not args.quiet and sys.stderr.isatty()
     data = api.encode(
         args.input,
@@ -59,12 +60,13 @@ def _scheduler(spec: str | None) -> object:
 
 
 def _cmd_decode(args: argparse.Namespace) -> None:
+    fileio.check_output(args.input, args.output, args.force)
+    data = fileio.read_input(args.input)
+    container.require_magic(data)
     import numpy as np
 
-    from . import api, fileio
+    from . import api
 
-    api.check_output(args.input, args.output, args.force)
-    data = api.read_input(args.input)
     with warnings.catch_warnings(record=True) as notes:
         warnings.simplefilter("always", api.LostPackets)
         decoded = api.decode(data, weights=args.weights, recover=not args.no_recover, recovery_weights=args.recovery_weights)
@@ -82,16 +84,18 @@ def _cmd_decode(args: argparse.Namespace) -> None:
 
 
 def _cmd_damage(args: argparse.Namespace) -> None:
-    from . import api, fileio
+    fileio.check_output(args.input, args.output, args.force)
+    data = fileio.read_input(args.input)
+    container.require_magic(data)
+    from . import api
 
-    api.check_output(args.input, args.output, args.force)
-    fileio.write_atomic(args.output, api.damage(api.read_input(args.input), args.drop, args.seed, args.iid))
+    fileio.write_atomic(args.output, api.damage(data, args.drop, args.seed, args.iid))
 
 
 def _cmd_info(args: argparse.Namespace) -> None:
-    from . import api
+    from .describe import info  # header and tables only: no torch, no model
 
-    print(json.dumps(api.info(api.read_input(args.input)), indent=2))
+    print(json.dumps(info(fileio.read_input(args.input)), indent=2))
 
 
 def _cmd_models(args: argparse.Namespace) -> None:
@@ -269,7 +273,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--only-levels", type=_positive_int, nargs="+", default=None,
         help="mcquic: train only these quality levels' codebooks, the shared network and other levels unchanged (e.g. a level new to --init)",
     )
-    tr.add_argument("--steps", type=_non_negative_int, default=None, help="total steps (vqgan-ladder: per level, 0 = no fine-tuning; other models: 0 = export --init after the data-dependent initialization, validated)")
+    tr.add_argument(
+        "--steps", type=_non_negative_int, default=None,
+        help="total steps (vqgan-ladder: per level, 0 = no fine-tuning; other models: 0 = export --init after the data-dependent initialization, validated)",
+    )
     tr.add_argument("--batch-size", type=_positive_int, default=None)
     tr.add_argument("--crop", type=_positive_int, default=None)
     tr.add_argument("--lr", type=float, default=None)

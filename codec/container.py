@@ -174,6 +174,12 @@ def looks_like_container(data: bytes) -> bool:
     return data[: len(MAGIC)] == MAGIC
 
 
+def require_magic(data: bytes) -> None:
+    """A one-line :class:`FormatError` unless ``data`` starts with the magic bytes (cheap: no model, no torch)."""
+    if not looks_like_container(data):
+        raise FormatError("not a codec file (bad magic bytes)")
+
+
 def unpack(data: bytes, erasable: Callable[[str], bool] | None = None) -> Container:
     """Parse and validate a container; every failure is a one-line :class:`FormatError`.
 
@@ -181,8 +187,7 @@ def unpack(data: bytes, erasable: Callable[[str], bool] | None = None) -> Contai
     cut off: instead of failing, they are listed in ``Container.missing``.  The header is always
     checked in full, so the stream table (names, lengths, checksums) is trustworthy.
     """
-    if not looks_like_container(data):
-        raise FormatError("not a codec file (bad magic bytes)")
+    require_magic(data)
     pos = len(MAGIC)
     if len(data) < pos + _PREFIX.size:
         raise CorruptStreamError("file truncated inside the header")

@@ -1,10 +1,11 @@
-"""Atomic file output: a temporary file in the target folder, then a rename, with umask permissions."""
+"""Files on disk: input checks with one-line errors, and atomic output (a temporary file in the target
+folder, then a rename, with umask permissions)."""
 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 from .errors import InputError
 
@@ -17,6 +18,28 @@ def existing_file(path: str | os.PathLike) -> Path:
     if p.is_dir():
         raise InputError(f"is a directory: {p}")
     return p
+
+
+def read_input(path: str | os.PathLike) -> bytes:
+    """The bytes of an input file, with one-line errors for missing, directory or unreadable paths."""
+    p = existing_file(path)
+    try:
+        return p.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {p}: {exc.strerror or exc}") from None
+
+
+def check_output(source: str | os.PathLike, target: str | os.PathLike, force: bool) -> None:
+    """Refuse to overwrite the input, or an existing file unless ``force``; the folder must exist."""
+    src, dst = Path(source), Path(target)
+    if dst.exists() and src.exists() and dst.resolve() == src.resolve():
+        raise InputError("output would overwrite the input")
+    if dst.is_dir():
+        raise InputError(f"output is a directory: {dst}")
+    if dst.exists() and not force:
+        raise InputError(f"{dst} exists (use --force to overwrite)")
+    if not dst.resolve().parent.is_dir():
+        raise InputError(f"output folder does not exist: {dst.parent}")
 
 
 def _umask_mode() -> int:

@@ -28,7 +28,6 @@ recovery transformer (:mod:`codec.models.recovery`) or filled naively.
 from __future__ import annotations
 
 import operator
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -38,25 +37,15 @@ from torch import Tensor
 
 from . import container, parity
 from .errors import FormatError, InputError
+from .packets import is_erasable, is_packet
 
 if TYPE_CHECKING:
     from .models.vqgan_cluster import LadderLevel
 
-PACKET = re.compile(r"p(?:0|[1-9][0-9]*)", re.ASCII)
 LATTICE = 2
 """Interleave of new resilient files (see :class:`PacketLayout`)."""
 MAX_LATTICE = 16
 """Largest interleave a file may use (each lattice phase of a band is a packet)."""
-
-
-def is_packet(name: str) -> bool:
-    """True for the name of an index packet (``p0``, ``p1``, ...)."""
-    return PACKET.fullmatch(name) is not None
-
-
-def is_erasable(name: str) -> bool:
-    """True for a stream a channel may lose: an index packet or a parity packet (``f0``, ...)."""
-    return is_packet(name) or parity.is_parity(name)
 
 
 @dataclass(frozen=True)
@@ -99,12 +88,12 @@ class PacketLayout:
         return out
 
 
-def encode_packets(level: "LadderLevel", indices: Tensor, layout: PacketLayout) -> list[bytes]:
+def encode_packets(level: LadderLevel, indices: Tensor, layout: PacketLayout) -> list[bytes]:
     """One independently decodable stream per packet of ``layout`` of an index map [h, w]."""
     return [level.encode(indices[rows, cols].contiguous()) for rows, cols in layout.slices(*indices.shape)]
 
 
-def decode_packets(level: "LadderLevel", packets: list[bytes | None], height: int, width: int, layout: PacketLayout) -> tuple[Tensor, Tensor]:
+def decode_packets(level: LadderLevel, packets: list[bytes | None], height: int, width: int, layout: PacketLayout) -> tuple[Tensor, Tensor]:
     """Index map [height, width] and its ``known`` mask; positions of ``None`` packets are 0 and unknown."""
     slices = layout.slices(height, width)
     if len(packets) != len(slices):
@@ -135,7 +124,7 @@ def received_packets(c: container.Container) -> list[bytes | None]:
     return parity.rebuild(packets, spares, [c.spans[name][1] for name in names], [c.checksums[name] for name in names])
 
 
-def naive_fill(level: "LadderLevel", indices: Tensor, known: Tensor) -> Tensor:
+def naive_fill(level: LadderLevel, indices: Tensor, known: Tensor) -> Tensor:
     """Missing indices replaced by the level's most frequent codeword (the baseline of recovery)."""
     return torch.where(known, indices, torch.argmax(level.freq[0]).to(indices))
 

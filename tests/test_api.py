@@ -133,8 +133,8 @@ def test_sixteen_bit_and_non_image_files(tmp_path, tiny_weights):
 
 
 def test_decode_needs_the_same_weights(photo, tiny_weights, tmp_path):
-    from tests.conftest import make_weights
     from codec.models.mcquic import TINY
+    from tests.conftest import make_weights
 
     other = make_weights(tmp_path / "other.safetensors", TINY, seed=7)
     data = codec.encode(photo, weights=tiny_weights)

@@ -228,7 +228,7 @@ def test_lazy_dataset_pickles_for_dask_processes(era5, vf_weights):
 
 
 def test_grib_end_to_end_with_groups_and_short_bound_names(capsys, tmp_path, vf_weights):
-    from tests.test_climate_dataset import grib_message
+    from tests.helpers import grib_message
 
     rng = np.random.default_rng(2)
     fields = [280 + rng.normal(0, 3, (9, 24)) for _ in range(3)]

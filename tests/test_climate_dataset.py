@@ -17,6 +17,7 @@ import xarray as xr
 
 from codec.climate import dataset as D
 from codec.errors import FormatError, InputError
+from tests.helpers import grib_message
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "climate"
 REAL_NETCDF = sorted(SHARED.glob("*.cdf")) if SHARED.is_dir() else []
@@ -91,35 +92,6 @@ def assert_raw_identical(a: xr.Dataset, b: xr.Dataset) -> None:
         assert x.dtype == y.dtype, name
         assert same_attrs(x.attrs, y.attrs), (name, x.attrs, y.attrs)
         assert np.array_equal(x.values, y.values, equal_nan=x.dtype.kind == "f"), name
-
-
-def grib_message(level_type: str, level: int, short: str, values: np.ndarray) -> bytes:
-    """One GRIB2 message on a regular 15-degree grid from an eccodes sample; NaN -> missing (bitmap)."""
-    sample = "regular_ll_pl_grib2" if level_type == "isobaricInhPa" else "regular_ll_sfc_grib2"
-    h = eccodes.codes_grib_new_from_samples(sample)
-    nj, ni = values.shape
-    keys = {
-        "Ni": ni,
-        "Nj": nj,
-        "latitudeOfFirstGridPointInDegrees": 60.0,
-        "longitudeOfFirstGridPointInDegrees": 0.0,
-        "latitudeOfLastGridPointInDegrees": 60.0 - 15.0 * (nj - 1),
-        "longitudeOfLastGridPointInDegrees": 15.0 * (ni - 1),
-        "iDirectionIncrementInDegrees": 15.0,
-        "jDirectionIncrementInDegrees": 15.0,
-        "typeOfLevel": level_type,
-        "level": level,
-        "shortName": short,
-        "bitmapPresent": 1,
-        "missingValue": 9999,
-    }
-    try:
-        for k, v in keys.items():
-            eccodes.codes_set(h, k, v)
-        eccodes.codes_set_values(h, np.where(np.isnan(values), 9999.0, values).ravel())
-        return eccodes.codes_get_message(h)
-    finally:
-        eccodes.codes_release(h)
 
 
 @pytest.fixture(scope="module")

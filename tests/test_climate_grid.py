@@ -132,7 +132,10 @@ def test_refinement_qualities_keep_the_network_bytes(net):
 # ----------------------------------------------------------------------------- the interpolation coder
 
 
-def _residual_round_trip(field, recon, bound, packing=None, int_range=None, dtype=np.dtype("float32")):
+FLOAT32 = np.dtype("float32")
+
+
+def _residual_round_trip(field, recon, bound, packing=None, int_range=None, dtype=FLOAT32):
     data, out = errorbound.encode(field, recon, bound, packing, dtype, int_range)
     back = errorbound.decode(data, recon, ~np.isnan(field), bound, packing, dtype, int_range)
     np.testing.assert_array_equal(back, out)
@@ -215,7 +218,11 @@ def fine_file(tmp_path):
     t = np.stack([smooth((181, 360), seed=i) for i in range(2)]).astype(np.float32)
     ds = xr.Dataset(
         {"t": (("time", "latitude", "longitude"), t, {"units": "K"})},
-        coords={"time": ("time", [0.0, 1.0], {"units": "hours since 2000-01-01"}), "latitude": ("latitude", lat, {"units": "degrees_north"}), "longitude": ("longitude", lon, {"units": "degrees_east"})},
+        coords={
+            "time": ("time", [0.0, 1.0], {"units": "hours since 2000-01-01"}),
+            "latitude": ("latitude", lat, {"units": "degrees_north"}),
+            "longitude": ("longitude", lon, {"units": "degrees_east"}),
+        },
     )
     path = tmp_path / "fine.nc"
     ds.to_netcdf(path)

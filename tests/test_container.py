@@ -1,6 +1,5 @@
 """Container format: round trip, and every kind of damaged or foreign input fails cleanly."""
 
-import json
 import struct
 import zlib
 
@@ -8,6 +7,7 @@ import pytest
 
 from codec import container
 from codec.errors import CorruptStreamError, FormatError
+from tests.helpers import container_file
 
 
 def sample() -> container.Container:
@@ -19,22 +19,6 @@ def sample() -> container.Container:
         streams=[("l0", b"\x01\x02\x03\x04"), ("l1", b""), ("alpha", b"xyz")],
         meta={"mode": "RGB"},
     )
-
-
-def raw(header: dict, payload: bytes = b"", version: int = container.FORMAT_VERSION, table: bytes | None = None) -> bytes:
-    """A file of ``version`` written by hand from a version-1-style ``header`` (stream objects); from
-    version 3 the stream lengths and checksums go to the binary table (or ``table`` as given)."""
-    header = dict(header)
-    if version >= 3 and isinstance(header.get("streams"), list) and all(isinstance(e, dict) for e in header["streams"]):
-        entries = header["streams"]
-        header["streams"] = [e.get("name") for e in entries]
-        if table is None:
-            table = b"".join(container._varint(e["length"]) + struct.pack("<I", e["crc32"]) for e in entries)
-    zdict = {2: container.HEADER_DICTIONARY, 3: container.HEADER_DICTIONARY_V3}.get(min(version, 3))
-    deflate = zlib.compressobj(9, zlib.DEFLATED, -15, **({"zdict": zdict} if zdict else {}))
-    body = deflate.compress(json.dumps(header, separators=(",", ":"), sort_keys=True).encode()) + deflate.flush() + (table or b"")
-    prefix = struct.pack("<HI", version, len(body))
-    return container.MAGIC + prefix + body + struct.pack("<I", zlib.crc32(prefix + body)) + payload
 
 
 def test_round_trip():
@@ -51,20 +35,21 @@ def test_every_format_version_decodes(version):
     """Version 1 (no dictionary) and 2 (stream table in the JSON) stay readable; 3 is what pack writes."""
     c = sample()
     payload = b"".join(d for _, d in c.streams)
-    back = container.unpack(raw(c.header(), payload, version=version))
+    back = container.unpack(container_file(c.header(), payload, version=version))
     assert back.streams == c.streams and back.model == c.model and back.version == version
     if version == container.FORMAT_VERSION:
-        assert raw(c.header(), payload) == container.pack(c)
+        assert container_file(c.header(), payload) == container.pack(c)
 
 
 def test_binary_stream_table_shrinks_packet_headers():
     """Version 3 spends at most 6 bytes per small stream on its name, length and CRC32 (version 2: about 11)."""
     packets = [(f"p{i}", bytes([i]) * 90) for i in range(16)]
-    c = container.Container(kind="image", model={"name": "vqgan", "quality": 5, "weights_hash": "0123456789abcdef"}, shape=[512, 768, 3], dtype="uint8", streams=packets, meta={"mode": "RGB"})
+    model = {"name": "vqgan", "quality": 5, "weights_hash": "0123456789abcdef"}
+    c = container.Container(kind="image", model=model, shape=[512, 768, 3], dtype="uint8", streams=packets, meta={"mode": "RGB"})
     one = container.Container(**{**vars(c), "streams": packets[:1]})
     header_bytes = [len(container.pack(x)) - sum(len(d) for _, d in x.streams) for x in (one, c)]
     assert header_bytes[1] - header_bytes[0] <= 15 * 6
-    v2 = raw(c.header(), b"".join(d for _, d in packets), version=2)
+    v2 = container_file(c.header(), b"".join(d for _, d in packets), version=2)
     assert len(v2) - len(container.pack(c)) >= 15 * 4
 
 
@@ -82,9 +67,9 @@ def test_damaged_stream_table_fails_cleanly(table, message):
     if table is None:
         table = container._varint(4) + struct.pack("<I", zlib.crc32(b"abcd")) + b"!"
     with pytest.raises(CorruptStreamError, match=message):
-        container.unpack(raw(c.header(), b"abcd", table=table))
+        container.unpack(container_file(c.header(), b"abcd", table=table))
     with pytest.raises(FormatError, match="stream names"):
-        container.unpack(raw({**c.header(), "streams": [1]}, b"abcd", table=b""))
+        container.unpack(container_file({**c.header(), "streams": [1]}, b"abcd", table=b""))
 
 
 def test_header_dictionary_shrinks_headers():
@@ -129,7 +114,7 @@ def test_foreign_newer_and_trailing_data():
     with pytest.raises(FormatError, match="not a codec file"):
         container.unpack(b"\x89PNG\r\n\x1a\n" + bytes(100))
     with pytest.raises(FormatError, match="newer"):
-        container.unpack(raw(sample().header(), version=container.FORMAT_VERSION + 1))
+        container.unpack(container_file(sample().header(), version=container.FORMAT_VERSION + 1))
     with pytest.raises(CorruptStreamError, match="unexpected bytes"):
         container.unpack(container.pack(sample()) + b"!")
 
@@ -158,14 +143,14 @@ def test_invalid_header_fields(mutate, version):
     header = sample().header()
     mutate(header)
     with pytest.raises(FormatError):
-        container.unpack(raw(header, b"\x01\x02\x03\x04xyz", version=version))
+        container.unpack(container_file(header, b"\x01\x02\x03\x04xyz", version=version))
 
 
 def test_negative_stream_length_of_a_version_2_header():
     """(Version 3 lengths are unsigned varints.)"""
     header = {**sample().header(), "streams": [{"name": "l0", "length": -1, "crc32": 0}]}
     with pytest.raises(CorruptStreamError, match="negative"):
-        container.unpack(raw(header, b"\x01\x02\x03\x04xyz", version=2))
+        container.unpack(container_file(header, b"\x01\x02\x03\x04xyz", version=2))
 
 
 def test_header_that_is_not_deflated_json():

@@ -30,8 +30,8 @@ from codec.models.vaeformer_official import (
     VAEformerOfficial,
     convert,
 )
+from tests.cra5_helpers import official_file, tiny_model
 from tests.helpers import assert_one_line_error
-from tests.test_vaeformer_official import official_file, tiny_model
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -7,11 +7,10 @@ import json
 
 import numpy as np
 import pytest
+import safetensors.torch
 import torch
 import xarray as xr
 from PIL import Image
-
-import safetensors.torch
 
 import codec
 from codec import api, container, registry, resilient

@@ -13,7 +13,6 @@ from safetensors.torch import save_file
 
 import codec
 from codec import registry
-from codec.entropy import categorical
 from codec.checkpoint import load_weights, read_metadata, save_weights
 from codec.cli import main
 from codec.errors import InputError, ModelError

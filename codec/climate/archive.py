@@ -19,7 +19,6 @@ import contextlib
 import hashlib
 import itertools
 import json
-import math
 import multiprocessing
 import struct
 import threading
@@ -36,11 +35,11 @@ from .. import container
 from ..errors import CorruptStreamError, FormatError, InputError
 from ..models.vaeformer import LevelCoder
 from . import dataset, errorbound, fieldcodec, storage
+from .variables import described_variables, grid_variables
 
 _U32 = struct.Struct("<I")
 _ENTRY = struct.Struct("<II")
 RECORD_ENTRY_BYTES = _ENTRY.size  # mask id + length in front of every field record
-MAX_FIELD_POINTS = 1 << 26
 
 
 class _Masks:
@@ -212,38 +211,6 @@ def check_bound_names(bounds: dict[str, float] | float | None, variables: list[d
 def variables_stream(described: list[dict]) -> bytes:
     """The ``variables`` stream: deflated JSON of one ``{"variable", "max_abs_error_bound", "errors"}`` per grid variable."""
     return zlib.compress(json.dumps(described, separators=(",", ":")).encode(), 9)
-
-
-def described_variables(c: container.Container) -> list[dict]:
-    """The ``variables`` stream of a climate container, validated."""
-    try:
-        described = json.loads(zlib.decompress(c.stream("variables")))
-    except (zlib.error, ValueError, UnicodeDecodeError):
-        raise CorruptStreamError("variables table is corrupt") from None
-    if not isinstance(described, list) or len(described) != c.meta.get("variables"):
-        raise FormatError("variables table does not match the header")
-    for d in described:
-        if not isinstance(d, dict) or not isinstance(d.get("variable"), dict) or not isinstance(d.get("errors"), dict):
-            raise FormatError("variables table entry is malformed")
-        bound = d.get("max_abs_error_bound")
-        if bound is not None and not (isinstance(bound, int | float) and not isinstance(bound, bool) and math.isfinite(bound) and bound > 0):
-            raise FormatError("variables table has an invalid error bound")
-    return described
-
-
-def grid_variables(described: list[dict]) -> list[dataset.GridVariable]:
-    """The validated grid variables of a ``variables`` table."""
-    try:
-        variables = [dataset.GridVariable.from_json(d["variable"]) for d in described]
-        for var in variables:
-            var.packing()  # validates the packing factors
-    except (KeyError, TypeError, ValueError):
-        raise FormatError("variables table entry is malformed") from None
-    for var in variables:
-        h, w = var.field_shape
-        if h * w > MAX_FIELD_POINTS:
-            raise FormatError(f"field of {var.name} is {h} x {w}, more than this codec decodes")
-    return variables
 
 
 def split_blobs(data: bytes, what: str = "mask table") -> list[bytes]:

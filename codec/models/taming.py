@@ -15,7 +15,6 @@ discriminator is split off, so :func:`load_taming_checkpoint` needs no YAML conf
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 

@@ -62,11 +62,12 @@ from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from torch import Tensor, nn
 
 from ..checkpoint import check_state_dict, safe_torch_load, save_weights, tensor_shape
+from ..climate import CRA5_MODEL
 from ..entropy import gaussian
 from ..entropy.tables import TOTAL, frequencies_to_table
 from ..errors import ModelError
 
-MODEL_NAME = "vaeformer-official"
+MODEL_NAME = CRA5_MODEL  # as recorded in file headers
 PREFIX = "backbone."  # of every network key in the published file
 DROPPED_PREFIX = "kl_loss."  # the training loss's state (``kl_loss.logvar``), not part of the network
 CODER_BUFFERS = ("_offset", "_quantized_cdf", "_cdf_length")  # CompressAI's data-dependent coder state

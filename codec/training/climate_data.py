@@ -60,7 +60,10 @@ def is_validation_file(name: str) -> bool:
 
 
 def is_validation(var: str, index: int, n_fields: int) -> bool:
-    """Whether field ``index`` of ``n_fields`` of variable ``var`` is held out.  The split ignores the file name, so one variable stored in two files (GRIB1 and GRIB2) splits alike."""
+    """Whether field ``index`` of ``n_fields`` of variable ``var`` is held out.
+
+    The split ignores the file name, so one variable stored in two files (GRIB1 and GRIB2) splits alike.
+    """
     if n_fields >= 10:
         return index >= n_fields - math.ceil(n_fields / 10)
     return zlib.crc32(var.encode()) % 10 == 0

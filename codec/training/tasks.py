@@ -12,9 +12,9 @@ from ..models import mcquic, recovery, vaeformer, vqgan
 from ..models.vqgan_cluster import LADDER_SIZES
 from .hyperprior import HyperpriorTask
 from .mcquic import McQuicTask
+from .recovery import RecoveryTask
 from .trainer import TrainConfig
 from .vaeformer import VAEformerTask
-from .recovery import RecoveryTask
 from .vqgan import VQGANTask
 
 PRESETS: dict[str, TrainConfig] = {

@@ -1,0 +1,77 @@
+"""Golden files: committed files made with the shipped weights, in every format version still read.
+
+Each file in ``tests/golden/manifest.json`` must decode to its committed expected decode, and every
+file encoded from an input must come out byte for byte the same when encoded again today.  This is
+what keeps a file made today decodable next year: a change that alters either fails here (see
+``tests/golden/make_golden.py`` for what to do when the change is intended).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import codec
+from codec import api, container
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+MANIFEST = json.loads((GOLDEN / "manifest.json").read_text())
+
+
+def _decode(name: str):  # noqa: ANN202 - array or Dataset
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", api.LostPackets)
+        return codec.decode((GOLDEN / name).read_bytes())
+
+
+def test_manifest_covers_every_shipped_model_and_format_version():
+    models = {e["model"]["name"] for e in MANIFEST}
+    assert {"mcquic", "vqgan", "vaeformer"} <= models
+    assert {e["container_version"] for e in MANIFEST} == set(range(1, container.FORMAT_VERSION + 1))
+    assert any("damage" in e for e in MANIFEST), "no file exercises the shipped recovery transformer"
+    assert any("records version 1" in e.get("note", "") for e in MANIFEST)
+
+
+@pytest.mark.parametrize("entry", MANIFEST, ids=[e["file"] for e in MANIFEST])
+def test_golden_file_decodes_as_committed(entry):
+    decoded = _decode(entry["file"])
+    expected_path = GOLDEN / entry["decoded"]
+    if expected_path.suffix == ".png":
+        expected = np.asarray(Image.open(expected_path))
+        assert isinstance(decoded, np.ndarray) and decoded.shape == expected.shape
+        np.testing.assert_array_equal(decoded, expected)
+        return
+    with np.load(expected_path) as expected:
+        assert sorted(decoded.data_vars) == sorted(expected.files)
+        for name in expected.files:
+            np.testing.assert_array_equal(decoded[name].values, expected[name], err_msg=name)
+
+
+@pytest.mark.parametrize("entry", [e for e in MANIFEST if "encode" in e], ids=[e["file"] for e in MANIFEST if "encode" in e])
+def test_encoding_again_gives_the_same_bytes(entry):
+    data = codec.encode(str(GOLDEN / entry["input"]), **entry["encode"])
+    assert data == (GOLDEN / entry["file"]).read_bytes(), f"{entry['file']}: the bytes of a new encode changed"
+
+
+@pytest.mark.parametrize("entry", [e for e in MANIFEST if "damage" in e], ids=[e["file"] for e in MANIFEST if "damage" in e])
+def test_damage_is_reproducible(entry):
+    source = (GOLDEN / entry["from"]).read_bytes()
+    assert api.damage(source, **entry["damage"]) == (GOLDEN / entry["file"]).read_bytes()
+
+
+def test_bounded_golden_file_keeps_its_bound():
+    entry = next(e for e in MANIFEST if "max_abs_error" in e.get("encode", {}))
+    bounds = dict(item.split("=") for item in entry["encode"]["max_abs_error"].split(","))
+    decoded = _decode(entry["file"])
+    import xarray as xr
+
+    with xr.open_dataset(GOLDEN / entry["input"]) as source:
+        for name, bound in bounds.items():
+            err = np.abs(decoded[name].values - source[name].values)
+            assert np.nanmax(err) <= float(bound), name
+            assert np.array_equal(np.isnan(decoded[name].values), np.isnan(source[name].values)), name

@@ -1,0 +1,70 @@
+"""Start-up cost: importing codec, building the CLI parser, xarray's engine scan and the cheap CLI
+failures must not import torch (or compressai, or any model): they run in a fresh interpreter."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HEAVY = ("torch", "compressai", "codec.api", "codec.registry", "codec.models")
+
+
+def _run(code: str) -> tuple[list[str], str]:
+    """(heavy modules loaded, stderr) of ``code`` run in a fresh interpreter (which must exit 0)."""
+    probe = f"{code}\nimport sys\nprint('HEAVY:' + ','.join(m for m in {HEAVY!r} if m in sys.modules))"
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    line = proc.stdout.strip().splitlines()[-1]
+    assert line.startswith("HEAVY:"), proc.stdout
+    return [m for m in line[len("HEAVY:"):].split(",") if m], proc.stderr
+
+
+def _heavy_modules_after(code: str) -> list[str]:
+    return _run(code)[0]
+
+
+def test_import_codec_is_light():
+    assert _heavy_modules_after("import codec; codec.CodecError; codec.__version__") == []
+
+
+def test_cli_parser_and_help_are_light():
+    code = "import codec.cli\ncodec.cli.build_parser()\ntry:\n    codec.cli.main(['--help'])\nexcept SystemExit:\n    pass"
+    assert _heavy_modules_after(code) == []
+
+
+def test_xarray_engine_scan_is_light():
+    code = "import xarray\nengines = xarray.backends.list_engines()\nassert 'codec' in engines, sorted(engines)"
+    assert _heavy_modules_after(code) == []
+
+
+@pytest.mark.parametrize("command", ["decode", "info", "damage"])
+def test_cheap_cli_failures_are_light(tmp_path, command):
+    foreign = tmp_path / "foreign.bin"
+    foreign.write_bytes(b"not a codec file at all")
+    for source, expected in ((tmp_path / "missing.bin", "no such file"), (foreign, "not a codec file")):
+        args = [command, str(source)] + ([] if command == "info" else ["-o", str(tmp_path / "out.png")])
+        if command == "damage":
+            args += ["--drop", "0.1"]
+        heavy, stderr = _run(f"import codec.cli\nassert codec.cli.main({args!r}) == 1")
+        assert expected in stderr and stderr.count("\n") == 1, stderr
+        assert heavy == [], f"{command} {source.name} imported {heavy}"
+
+
+def test_lazy_public_api_resolves():
+    import codec
+
+    assert callable(codec.encode) and callable(codec.decode) and callable(codec.info)
+    assert callable(codec.list_models) and callable(codec.load_model)
+    with pytest.raises(AttributeError):
+        codec.no_such_function  # noqa: B018
+
+
+@pytest.mark.parametrize("name", ["vqgan-l5-packets-damaged.bin", "vaeformer-q3-bounded.cra"])
+def test_info_reads_headers_without_models(name):
+    """``codec info`` on an image and a climate file (golden files) loads no torch and no model."""
+    path = Path(__file__).resolve().parent / "golden" / name
+    heavy, stderr = _run(f"import codec.cli\nassert codec.cli.main(['info', {str(path)!r}]) == 0")
+    assert heavy == [], heavy
