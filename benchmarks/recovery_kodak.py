@@ -43,7 +43,8 @@ from vqgan_kodak import quality  # noqa: E402
 
 sys.path.insert(0, str(REPO_ROOT))
 import codec  # noqa: E402
-from codec import api, container, registry, resilient  # noqa: E402
+from codec import api, container, registry  # noqa: E402
+from codec.image import resilient  # noqa: E402
 from codec.models.recovery import RecoveryTransformer, interpolate_holes, load_recovery  # noqa: E402
 from codec.models.vqgan_cluster import LadderLevel, VQGANCluster  # noqa: E402
 

@@ -24,7 +24,8 @@ from _common import KODAK_DIR, REPO_ROOT, RESULTS_DIR, load_rgb
 
 sys.path.insert(0, str(REPO_ROOT))
 import codec  # noqa: E402
-from codec import container, resilient  # noqa: E402
+from codec import container  # noqa: E402
+from codec.image import resilient  # noqa: E402
 
 
 def split(data: bytes) -> tuple[int, int, int]:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from . import container
-from .climate import CRA5_MODEL
 from .errors import FormatError
-from .packets import is_erasable
+from .image.packets import is_erasable
+from .models import CRA5_MODEL
 
 
 def info(data: bytes) -> dict:

@@ -18,7 +18,7 @@ import torch
 import xarray as xr
 
 import codec
-from codec import api, container, registry
+from codec import container, registry, runtime
 from codec.checkpoint import weights_hash
 from codec.cli import main
 from codec.climate import archive, cra5_archive, cra5_layout, cra5_source, dataset, storage
@@ -144,7 +144,7 @@ def test_decoded_fields_are_the_networks(era5, ckpt):
         packed = next(v for v in source.variables if v.name == "t2m")
     for step in range(2):
         blobs = archive.split_blobs(c.stream(f"s{step}"))
-        with api._inference():
+        with runtime.inference():
             x = LAYOUT.normalize(torch.from_numpy(network_input(ds, step)))[None]
             assert blobs == model.compress(x)
             fields = LAYOUT.denormalize(model.decompress(blobs, TINY.image_size)[0]).numpy()

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 import codec
-from codec import api, registry
+from codec import registry, runtime
 from codec.checkpoint import read_metadata, weights_hash
 from codec.cli import main
 from codec.entropy.tables import TOTAL, frequencies_to_table
@@ -306,7 +306,7 @@ def test_decode_equals_forward_reconstruction(ckpt, image):
     out = codec.decode(data, weights=ckpt)
     net = registry.load(weights=ckpt).model
     x = torch.from_numpy(image).permute(2, 0, 1).unsqueeze(0).float().div(255.0)
-    with api._inference():  # the codec's own thread count, as encode/decode use
+    with runtime.inference():  # the codec's own thread count, as encode/decode use
         result = net(x)
         strings = net.compress(x)
         assert torch.equal(net.decompress(strings, *image.shape[:2]), result["x_hat"])

@@ -14,9 +14,10 @@ import xarray as xr
 from PIL import Image
 
 import codec
-from codec import api, container, parity, resilient
+from codec import api, container
 from codec.cli import main
 from codec.errors import FormatError, InputError
+from codec.image import parity, resilient
 from codec.models.vqgan_cluster import VQGANCluster
 
 

@@ -13,10 +13,11 @@ import xarray as xr
 from PIL import Image
 
 import codec
-from codec import api, container, registry, resilient
+from codec import api, container, registry
 from codec.checkpoint import read_metadata, save_weights
 from codec.cli import main
 from codec.errors import CorruptStreamError, FormatError, InputError, ModelError
+from codec.image import resilient
 from codec.models.recovery import TINY, RecoveryTransformer, interpolate_holes, load_recovery
 from codec.training.recovery import PIXEL_WEIGHT, IndexCrops, RecoveryTask, packet_loss_mask, random_mask
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-HEAVY = ("torch", "compressai", "codec.api", "codec.registry", "codec.models")
+HEAVY = ("torch", "compressai", "codec.api", "codec.registry", "codec.models.mcquic", "codec.models.vaeformer", "codec.models.vqgan")
 
 
 def _run(code: str) -> tuple[list[str], str]:

@@ -6,5 +6,3 @@ climate inputs before deciding what to import.
 
 NETCDF_MAGICS = (b"CDF\x01", b"CDF\x02", b"CDF\x05", b"\x89HDF\r\n\x1a\n")
 GRIB_MAGIC = b"GRIB"
-CRA5_MODEL = "vaeformer-official"
-"""Model name of the official CRA5 network in file headers (its files code all channels of a step together)."""

@@ -37,17 +37,17 @@ class CodecBackendEntrypoint(BackendEntrypoint):
 
     def open_dataset(self, filename_or_obj, *, drop_variables=None, weights=None) -> xr.Dataset:  # noqa: ANN001
         """The lazily decoded dataset (the root group, for files made from GRIB hypercubes)."""
-        from .. import api
+        from .coding import open_container
 
-        out = api.open_climate(_read(filename_or_obj), weights)
+        out = open_container(_read(filename_or_obj), weights)
         ds = out if isinstance(out, xr.Dataset) else out.to_dataset()
         return ds.drop_vars(drop_variables or [], errors="ignore")
 
     def open_datatree(self, filename_or_obj, *, weights=None, **kwargs) -> xr.DataTree:  # noqa: ANN001, ANN003
         """Every group of the file as a tree (GRIB hypercubes are groups)."""
-        from .. import api
+        from .coding import open_container
 
-        out = api.open_climate(_read(filename_or_obj), weights)
+        out = open_container(_read(filename_or_obj), weights)
         return out if isinstance(out, xr.DataTree) else xr.DataTree(out)
 
     def guess_can_open(self, filename_or_obj) -> bool:  # noqa: ANN001

@@ -62,10 +62,10 @@ from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from torch import Tensor, nn
 
 from ..checkpoint import check_state_dict, safe_torch_load, save_weights, tensor_shape
-from ..climate import CRA5_MODEL
 from ..entropy import gaussian
 from ..entropy.tables import TOTAL, frequencies_to_table
 from ..errors import ModelError
+from . import CRA5_MODEL
 
 MODEL_NAME = CRA5_MODEL  # as recorded in file headers
 PREFIX = "backbone."  # of every network key in the published file

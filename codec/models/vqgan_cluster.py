@@ -19,14 +19,12 @@ Tensor names: the base VQGAN keeps the official taming-transformers names (``enc
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .. import resilient
 from ..entropy import categorical
 from ..entropy.tables import frequencies_to_table
 from .vqgan import VQGAN, VQGANConfig, nearest_codeword
@@ -247,42 +245,19 @@ class VQGANCluster(VQGAN):
         for lv in self.ladder:
             lv.check()
 
-    def compress(self, x: Tensor, level: int, features: Tensor | None = None, packets: resilient.PacketLayout | None = None) -> list[bytes]:
-        """Entropy-coded indices of one image [1, 3, H, W] (sides multiples of ``pad_multiple``).
+    def compress(self, x: Tensor, level: int, features: Tensor | None = None) -> list[bytes]:
+        """Entropy-coded indices (one stream) of one image [1, 3, H, W] (sides multiples of ``pad_multiple``).
 
-        One stream, or with ``packets`` one independently decodable stream per packet of that layout.
+        Resilient files code the same indices as packets instead (:mod:`codec.image.resilient`).
         """
         lv = self.level(level)
-        idx = lv.indices(self.features(x) if features is None else features)[0]
-        return [lv.encode(idx)] if packets is None else resilient.encode_packets(lv, idx, packets)
+        return [lv.encode(lv.indices(self.features(x) if features is None else features)[0])]
 
-    def decompress(
-        self,
-        strings: list[bytes | None],
-        height: int,
-        width: int,
-        level: int,
-        packets: resilient.PacketLayout | None = None,
-        recover: Callable[[Tensor, Tensor, int], Tensor] | None = None,
-    ) -> Tensor:
-        """Inverse of :meth:`compress`: the image [1, 3, height, width] in [0, 1].
-
-        With ``packets``, ``None`` entries are lost packets: the decoder input at their positions is
-        restored by ``recover(indices, known, level)`` (which returns the whole decoder input
-        [1, z_channels, h, w]) or, without it, taken from a naive fill
-        (:func:`codec.resilient.naive_fill`).
-        """
+    def decompress(self, strings: list[bytes], height: int, width: int, level: int) -> Tensor:
+        """Inverse of :meth:`compress`: the image [1, 3, height, width] in [0, 1]."""
         lv = self.level(level)
         h, w = math.ceil(height / self.pad_multiple), math.ceil(width / self.pad_multiple)
-        if packets is None:
-            return self.level_decode(lv.decode(strings[0], h, w).unsqueeze(0).to(lv.codebook.device), level, (height, width))
-        indices, known = resilient.decode_packets(lv, strings, h, w, packets)
-        indices, known = indices.to(lv.codebook.device), known.to(lv.codebook.device)
-        if known.all() or recover is None:
-            latent = lv.latent(resilient.naive_fill(lv, indices, known).unsqueeze(0))
-        else:
-            latent = recover(indices, known, level)
-        return self.latent_decode(latent, (height, width))
+        return self.level_decode(lv.decode(strings[0], h, w).unsqueeze(0).to(lv.codebook.device), level, (height, width))
 
     def uniform_bpp(self, level: int, height: int, width: int) -> float:
         """The paper's rate: log2(K) bits per index, per pixel of a ``height`` x ``width`` image."""

@@ -32,8 +32,8 @@ from torch import Tensor, nn
 from .. import registry
 from ..data import list_images, load_rgb
 from ..errors import InputError
+from ..image.resilient import LATTICE, PacketLayout
 from ..models.recovery import RecoveryConfig, RecoveryTransformer, interpolate_holes
-from ..resilient import LATTICE, PacketLayout
 
 VALIDATION_LAYOUT = PacketLayout(2, LATTICE)  # packets of the validation's simulated losses
 CE_WEIGHT = 0.1

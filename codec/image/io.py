@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .errors import InputError
-from .fileio import existing_file
+from ..errors import InputError
+from ..fileio import existing_file
 
 MAX_SIDE = 1 << 15
 MAX_PIXELS = 1 << 26  # 67 Mpixel: the whole image is held in memory as activations

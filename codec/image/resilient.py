@@ -16,7 +16,7 @@ under 1 % of the index bits (the checkerboard prior sees neighbours two tokens a
 is the plain layout of whole token rows.
 
 Files made with ``packet_parity`` also carry Reed-Solomon parity packets ``f0, f1, ...``
-(:mod:`codec.parity`): :func:`received_packets` rebuilds lost index packets from them exactly when
+(:mod:`codec.image.parity`): :func:`received_packets` rebuilds lost index packets from them exactly when
 enough packets arrived.
 
 :func:`damage` simulates a lossy channel: it erases (inverts) a fraction of the packets (index and
@@ -27,7 +27,9 @@ recovery transformer (:mod:`codec.models.recovery`) or filled naively.
 
 from __future__ import annotations
 
+import math
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -35,12 +37,13 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import container, parity
-from .errors import FormatError, InputError
+from .. import container
+from ..errors import FormatError, InputError
+from . import parity
 from .packets import is_erasable, is_packet
 
 if TYPE_CHECKING:
-    from .models.vqgan_cluster import LadderLevel
+    from ..models.vqgan_cluster import LadderLevel, VQGANCluster
 
 LATTICE = 2
 """Interleave of new resilient files (see :class:`PacketLayout`)."""
@@ -122,6 +125,32 @@ def received_packets(c: container.Container) -> list[bytes | None]:
     if not count:
         return packets
     return parity.rebuild(packets, spares, [c.spans[name][1] for name in names], [c.checksums[name] for name in names])
+
+
+def decode_image(
+    net: VQGANCluster,
+    packets: list[bytes | None],
+    height: int,
+    width: int,
+    level: int,
+    layout: PacketLayout,
+    recover: Callable[[Tensor, Tensor, int], Tensor] | None = None,
+) -> Tensor:
+    """The image [1, 3, height, width] in [0, 1] of a resilient file's index packets at ``level``.
+
+    ``None`` entries are lost packets: the decoder input at their positions is restored by
+    ``recover(indices, known, level)`` (which returns the whole decoder input [1, z_channels, h, w])
+    or, without it, taken from :func:`naive_fill`.
+    """
+    lv = net.level(level)
+    h, w = math.ceil(height / net.pad_multiple), math.ceil(width / net.pad_multiple)
+    indices, known = decode_packets(lv, packets, h, w, layout)
+    indices, known = indices.to(lv.codebook.device), known.to(lv.codebook.device)
+    if known.all() or recover is None:
+        latent = lv.latent(naive_fill(lv, indices, known).unsqueeze(0))
+    else:
+        latent = recover(indices, known, level)
+    return net.latent_decode(latent, (height, width))
 
 
 def naive_fill(level: LadderLevel, indices: Tensor, known: Tensor) -> Tensor:

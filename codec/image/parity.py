@@ -1,6 +1,6 @@
 """Reed-Solomon parity packets of resilient files: any ``N`` lost packets of ``n + N`` are rebuilt exactly.
 
-A resilient file (:mod:`codec.resilient`) made with ``packet_parity`` adds ``N`` parity streams
+A resilient file (:mod:`codec.image.resilient`) made with ``packet_parity`` adds ``N`` parity streams
 ``f0 .. f{N-1}`` after its ``n`` index packets: the check blocks of a systematic ``(n, n + N)``
 Reed-Solomon erasure code over GF(2^8) (zfec, the code of Tahoe-LAFS) whose ``n`` primary blocks are
 the index packets, each zero-padded to the longest one.  The header records ``N``
@@ -22,7 +22,7 @@ import zlib
 
 import zfec
 
-from .errors import FormatError, InputError
+from ..errors import FormatError, InputError
 
 PARITY = re.compile(r"f(?:0|[1-9][0-9]*)", re.ASCII)
 MAX_BLOCKS = 256
