@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import container, fileio  # light: the standard library only; api (torch, models) loads per command
 from .errors import CodecError, InputError
+from .image.packets import is_erasable
 
 EXIT_ERROR = 1
 
@@ -62,7 +63,10 @@ def _scheduler(spec: str | None) -> object:
 def _cmd_decode(args: argparse.Namespace) -> None:
     fileio.check_output(args.input, args.output, args.force)
     data = fileio.read_input(args.input)
-    container.require_magic(data)
+    if container.unpack(data, erasable=is_erasable).kind == "image":  # refuse an unwritable suffix before decoding
+        from .image.io import output_format
+
+        output_format(args.output)
     import numpy as np
 
     from . import api

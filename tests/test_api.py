@@ -119,11 +119,35 @@ def test_absurd_size_refused_before_allocation(tiny_weights):
         codec.encode(big, weights=tiny_weights)
 
 
+def _png16(rgb: np.ndarray) -> bytes:
+    """A 16-bit-per-sample RGB PNG (Pillow cannot write one), built with zlib."""
+    import struct
+    import zlib
+
+    h, w, _ = rgb.shape
+    rows = b"".join(b"\x00" + rgb[y].astype(">u2").tobytes() for y in range(h))
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
 def test_sixteen_bit_and_non_image_files(tmp_path, tiny_weights):
     p16 = tmp_path / "deep.png"
     Image.fromarray(np.full((8, 8), 40000, np.uint16)).save(p16)
     with pytest.raises(InputError, match="8-bit"):
         codec.encode(p16, weights=tiny_weights)
+    rgb16 = tmp_path / "deep-rgb.png"  # Pillow opens 16-bit RGB as 8-bit "RGB": it must be refused, not cut
+    rgb16.write_bytes(_png16(np.random.default_rng(0).integers(0, 65535, (8, 8, 3)).astype(np.uint16)))
+    with Image.open(rgb16) as im:
+        assert im.mode == "RGB"
+    for path in (p16, rgb16):
+        with pytest.raises(InputError, match="more than 8 bits per sample"):
+            codec.encode(path, weights=tiny_weights)
+    with Image.open(rgb16) as im, pytest.raises(InputError, match="more than 8 bits per sample"):
+        codec.encode(im, weights=tiny_weights)
     text = tmp_path / "notes.png"
     text.write_text("hello")
     with pytest.raises(InputError, match="not an image"):

@@ -125,6 +125,18 @@ def test_decode_to_jpeg_refuses_alpha(capsys, tmp_path, tiny_weights):
     assert not (tmp_path / "r.jpg").exists()
 
 
+@pytest.mark.parametrize("suffix", [".xyz", "", ".nc"])
+def test_decode_refuses_image_suffixes_it_cannot_write(capsys, png, tmp_path, tiny_weights, suffix):
+    assert run(capsys, "encode", png, "-o", tmp_path / "p.bin", "--weights", tiny_weights, "-q")[0] == 0
+    out = tmp_path / f"decoded{suffix}"
+    code, _, err = run(capsys, "decode", tmp_path / "p.bin", "-o", out, "--weights", tiny_weights)
+    assert_one_line_error(code, err, "cannot write images with suffix")
+    assert ".png" in err and not out.exists()
+    assert run(capsys, "decode", tmp_path / "p.bin", "-o", tmp_path / "ok.webp", "--weights", tiny_weights)[0] == 0
+    with Image.open(tmp_path / "ok.webp") as im:
+        assert im.format == "WEBP"
+
+
 def test_console_entry_point_has_no_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "codec.cli", "decode", str(tmp_path / "x"), "-o", str(tmp_path / "y.png")], capture_output=True, text=True)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

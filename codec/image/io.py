@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError
@@ -44,12 +44,20 @@ def _from_pil(im: Image.Image) -> np.ndarray:
     return arr if arr.ndim == 3 else arr[:, :, None]
 
 
+def _refuse_deep_samples(im: Image.Image, path: Path | str) -> None:
+    """One-line error for files with more than 8 bits per sample (Pillow would silently cut 16-bit RGB to 8)."""
+    raw = [t.args for t in getattr(im, "tile", ()) if isinstance(getattr(t, "args", None), str)]
+    if im.mode.startswith("I;16") or im.mode in ("I", "F") or any(";16" in r or ";32" in r for r in raw):
+        raise InputError(f"{path} has more than 8 bits per sample (16-bit or float): only 8-bit images are supported; convert it first")
+
+
 def load_path(path: str | os.PathLike) -> np.ndarray:
     """Read an image file as uint8 [H, W, C] (C in 1..4)."""
     path = existing_file(path)
     try:
         with Image.open(path) as im:
             check_size(im.height, im.width)
+            _refuse_deep_samples(im, path)
             im.load()
             return _from_pil(im)
     except UnidentifiedImageError:
@@ -80,8 +88,10 @@ def to_array(image: object) -> np.ndarray:
     if isinstance(image, (str, os.PathLike)):
         return load_path(image)
     if isinstance(image, Image.Image):
+        _refuse_deep_samples(image, "image")
         return _from_pil(image)
-    if isinstance(image, torch.Tensor):
+    torch = sys.modules.get("torch")  # an object can only be a tensor once torch is imported: no import here
+    if torch is not None and isinstance(image, torch.Tensor):
         t = image.detach().cpu()
         if t.ndim == 4 and t.shape[0] == 1:
             t = t[0]
@@ -125,9 +135,19 @@ def read_png_plane(data: bytes, height: int, width: int) -> np.ndarray:
         return np.asarray(im)
 
 
+def output_format(path: str | os.PathLike) -> str:
+    """The Pillow format that ``path``'s suffix names, or a one-line error if Pillow cannot write it."""
+    suffix = Path(path).suffix.lower()
+    fmt = Image.registered_extensions().get(suffix)
+    if fmt is None or fmt not in Image.SAVE:
+        known = ", ".join(s for s in (".png", ".webp", ".tif", ".jpg", ".bmp") if Image.registered_extensions().get(s) in Image.SAVE)
+        raise InputError(f"cannot write images with suffix {suffix or '(none)'!r}: use one of {known}")
+    return fmt
+
+
 def encode_image_file(image: np.ndarray, path: str | os.PathLike) -> bytes:
-    """The bytes of ``image`` saved in the format implied by ``path``'s suffix (PNG when unknown)."""
-    fmt = Image.registered_extensions().get(Path(path).suffix.lower(), "PNG")
+    """The bytes of ``image`` saved in the format that ``path``'s suffix names (see :func:`output_format`)."""
+    fmt = output_format(path)
     im = Image.fromarray(image)
     if fmt == "JPEG" and im.mode in ("RGBA", "LA"):
         raise InputError("JPEG cannot store alpha; decode to .png")
