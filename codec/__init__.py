@@ -7,6 +7,7 @@ Python API::
     pixels = codec.decode(data)                   # uint8 numpy array [H, W, 3]
     codec.info(data)                              # {"model": "mcquic", "bpp": ..., ...}
     ds = codec.decode(codec.encode("era5.nc", max_abs_error=0.5))   # lazy xarray.Dataset (VAEformer)
+    ds = codec.open_dataset("era5.cra")                             # the same, from a file
     tiny = codec.encode("photo.png", model="vqgan", bpp=0.03)        # highest VQGAN-cluster level <= 0.03 bpp
 
 ``import codec`` is cheap: torch, compressai and the models load on the first call that needs them.
@@ -24,7 +25,7 @@ from .errors import CodecError
 warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
 
 if TYPE_CHECKING:
-    from .api import decode, encode
+    from .api import decode, encode, open_dataset
     from .describe import info
     from .registry import list_models
     from .registry import load as load_model
@@ -33,11 +34,12 @@ _LAZY = {
     "encode": ("api", "encode"),
     "decode": ("api", "decode"),
     "info": ("describe", "info"),
+    "open_dataset": ("api", "open_dataset"),
     "list_models": ("registry", "list_models"),
     "load_model": ("registry", "load"),
 }
 
-__all__ = ["encode", "decode", "info", "list_models", "load_model", "CodecError"]
+__all__ = ["encode", "decode", "info", "open_dataset", "list_models", "load_model", "CodecError"]
 __version__ = "0.1.0"
 
 

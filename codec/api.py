@@ -108,6 +108,18 @@ def decode(  # noqa: ANN201 - array or Dataset
     return image_coding.decode(c, weights, recover, recovery_weights)
 
 
+def open_dataset(path: str | os.PathLike, weights: str | os.PathLike | None = None, **kwargs: object):  # noqa: ANN201 - xarray.Dataset
+    """The lazily decoded dataset of a compressed climate file: ``xr.open_dataset(path, engine="codec")``.
+
+    Each 2-D field is one dask chunk, decoded when its values are first needed, so a selection such as
+    ``ds.t.isel(time=0).values`` decodes only the fields it touches.  ``kwargs`` go to
+    ``xarray.open_dataset`` (e.g. ``drop_variables``).
+    """
+    import xarray as xr
+
+    return xr.open_dataset(path, engine="codec", weights=weights, **kwargs)
+
+
 def damage(data: bytes, drop: float, seed: int = 0, independent: bool = False) -> bytes:
     """Simulate a lossy channel: erase ``drop`` of a resilient file's intact packets, deterministically per ``seed``.
 

@@ -14,7 +14,7 @@ import codec
 from codec import registry
 from codec.checkpoint import save_weights
 from codec.cli import main
-from codec.errors import ModelError
+from codec.errors import InputError, ModelError
 from codec.models.vaeformer import TINY, VAEformer
 
 
@@ -207,6 +207,25 @@ def test_xarray_backend_entrypoint(era5, vf_weights, tmp_path):
     assert set(ds.data_vars) >= {"t", "sst"} and ds.t.shape == (2, 3, 19, 36)
     direct = codec.decode(cra.read_bytes(), weights=vf_weights)
     np.testing.assert_array_equal(ds.t.values, direct.t.values)
+
+
+def test_open_dataset_is_the_backend_and_decodes_only_what_a_slice_touches(era5, vf_weights, tmp_path, monkeypatch):
+    from codec.climate import fieldcodec
+
+    cra = tmp_path / "x.cra"
+    cra.write_bytes(codec.encode(era5, weights=vf_weights))
+    decoded = []
+    original = fieldcodec.decode
+    monkeypatch.setattr(fieldcodec, "decode", lambda *a, **k: decoded.append(1) or original(*a, **k))
+    ds = codec.open_dataset(cra, weights=vf_weights)
+    assert decoded == []  # opening decodes nothing
+    one = ds.t.isel(time=1, level=2).values
+    assert len(decoded) == 1  # one field of the 2 x 3 t fields and the sst fields
+    via_backend = xr.open_dataset(cra, engine="codec", weights=vf_weights)
+    np.testing.assert_array_equal(one, via_backend.t.values[1, 2])
+    assert set(ds.data_vars) == set(via_backend.data_vars)
+    with pytest.raises(InputError, match="no such file"):
+        codec.open_dataset(tmp_path / "missing.cra")
 
 
 def test_infinite_values_refused(capsys, tmp_path, vf_weights):
