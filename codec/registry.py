@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from torch import nn
-
 from .checkpoint import load_weights, read_metadata, weights_hash
 from .errors import ModelError
 from .models import vaeformer_official as cra5
+from .models.base import CodecModel
 from .models.mcquic import McQuic, McQuicConfig
 from .models.mcquic_official import MODEL_NAME as MCQUIC_OFFICIAL
 from .models.mcquic_official import McQuicOfficial, OfficialConfig, load_official
@@ -42,7 +41,7 @@ class ModelSpec:
     name: str
     kind: str
     description: str
-    build: Callable[[dict], nn.Module]
+    build: Callable[[dict], CodecModel]
     default_quality: int
     ladder_keys: tuple[str, ...] = ()  # ladder models: the config lists whose entries are its levels; the quality picks one
     packets: bool = False  # can write resilient files of independently decodable packets (--packet-rows)
@@ -59,7 +58,7 @@ class LoadedModel:
     """A model ready for coding, with the identity recorded in every file it writes."""
 
     spec: ModelSpec
-    model: nn.Module
+    model: CodecModel
     quality: int | None
     weights_hash: str
     path: Path
@@ -193,8 +192,9 @@ def _load_file(path: str, mtime_ns: int, expected: str | None) -> LoadedModel:
         config = json.loads(meta.get("config", "{}"))
         model = spec.build(config)
         model.load_state_dict(tensors, strict=True)
-        if hasattr(model, "check"):
-            model.check()
+        model.check()
+        if model.kind != spec.kind:
+            raise TypeError(f"a {model.kind} model registered as {spec.kind}")
     except (RuntimeError, TypeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelError(f"weights {path} do not fit {model_name}: {first}") from None

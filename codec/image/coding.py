@@ -17,6 +17,7 @@ import torch
 
 from .. import container, registry
 from ..errors import CorruptStreamError, FormatError, InputError, ModelError
+from ..models.base import ImageCodecModel
 from ..models.mcquic import pad_to_multiple
 from ..runtime import inference, model_for, model_id
 from . import io, parity, resilient
@@ -93,9 +94,9 @@ def encode(
     raise InputError(f"even level 1 needs {8 * len(data) / (h * w):.4f} bpp, above the target {bpp}")
 
 
-def check_pixels(net: torch.nn.Module, height: int, width: int) -> None:
+def check_pixels(net: ImageCodecModel, height: int, width: int) -> None:
     """Refuse images above the model's own size limit (models with global attention have one)."""
-    limit = getattr(net, "max_pixels", None)
+    limit = net.max_pixels
     if limit is not None and height * width > limit:
         raise InputError(f"{width}x{height} image exceeds this model's limit of {limit} pixels")
 
@@ -123,7 +124,7 @@ def decode(
             x = _decode_packets(c, loaded, hp, wp, recover, recovery_weights)
         else:
             strings = [c.stream(f"l{i}") for i in range(net.stream_count)]
-            x = net.decompress(strings, hp, wp, **({"level": loaded.quality} if loaded.spec.ladder else {}))
+            x = net.decompress(strings, hp, wp, loaded.quality if loaded.spec.ladder else None)
     rgb = x[0, :, :h, :w].mul(255).round_().to(torch.uint8).permute(1, 2, 0).numpy()
     alpha = io.read_png_plane(c.stream("alpha"), h, w) if mode in ("LA", "RGBA") else None
     return io.join_alpha(np.ascontiguousarray(rgb), mode, alpha)

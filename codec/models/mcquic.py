@@ -34,6 +34,7 @@ from compressai.layers import (
 from torch import Tensor, nn
 
 from ..entropy import categorical
+from .base import ImageCodecModel
 from .quantizer import MultiCodebookQuantizer
 
 STRIDE = 16  # resolution of the finest latent
@@ -120,7 +121,7 @@ def _upsampler(c: int) -> nn.Sequential:
     return nn.Sequential(nn.Upsample(scale_factor=LEVEL_FACTOR, mode="nearest"), ResidualBlock(c, c))
 
 
-class McQuic(nn.Module):
+class McQuic(ImageCodecModel):
     """The McQuic image codec: encoder, 3-scale multi-codebook quantizer cascade, decoder; one codebook set per quality."""
 
     def __init__(self, config: McQuicConfig | None = None) -> None:
@@ -246,7 +247,7 @@ class McQuic(nn.Module):
         return self.config.scales
 
     @torch.no_grad()
-    def compress(self, x: Tensor, level: int, features: list[Tensor] | None = None) -> list[bytes]:
+    def compress(self, x: Tensor, level: int | None = None, features: list[Tensor] | None = None) -> list[bytes]:
         """Entropy-code one padded image [1, 3, H, W] at quality ``level``: one byte string per scale, finest first.
 
         ``features`` (from :meth:`features`) skips the encoder when several levels code the same image.
@@ -260,7 +261,7 @@ class McQuic(nn.Module):
         ]
 
     @torch.no_grad()
-    def decompress(self, strings: list[bytes], height: int, width: int, level: int) -> Tensor:
+    def decompress(self, strings: list[bytes], height: int, width: int, level: int | None = None) -> Tensor:
         """Decode the byte strings of :meth:`compress` to an image [1, 3, height, width] in [0, 1]."""
         if len(strings) != self.config.scales:
             raise ValueError(f"expected {self.config.scales} streams, got {len(strings)}")

@@ -50,6 +50,7 @@ from ..checkpoint import check_state_dict, safe_torch_load, save_weights, tensor
 from ..entropy import categorical
 from ..entropy.tables import TOTAL, frequencies_to_table
 from ..errors import ModelError
+from .base import ImageCodecModel
 
 MODEL_NAME = "mcquic-official"
 PAD_BASE = 128  # official AlignedPadding base
@@ -406,7 +407,12 @@ def to_pixels(y: Tensor) -> Tensor:
 # The codec
 
 
-class McQuicOfficial(nn.Module):
+def _one_rate(level: int | None) -> None:
+    if level not in (None, 1):
+        raise ValueError(f"the official McQuic weights have one rate; got level {level}")
+
+
+class McQuicOfficial(ImageCodecModel):
     """The official r0.1.17 McQuic ``Compressor`` with our coding interface (``compress``/``decompress``)."""
 
     def __init__(self, config: OfficialConfig | None = None) -> None:
@@ -462,8 +468,9 @@ class McQuicOfficial(nn.Module):
         return {"x_hat": self.decode_indices(codes, x.shape[-2], x.shape[-1]), "indices": codes}
 
     @torch.no_grad()
-    def compress(self, x: Tensor) -> list[bytes]:
-        """Entropy-code one image [1, 3, H, W] in [0, 1]: one byte string per level, finest first."""
+    def compress(self, x: Tensor, level: int | None = None, features: None = None) -> list[bytes]:
+        """Entropy-code one image [1, 3, H, W] in [0, 1]: one byte string per latent level, finest first (one rate)."""
+        _one_rate(level)
         if x.shape[0] != 1:
             raise ValueError("compress takes a single image")
         return [
@@ -472,8 +479,9 @@ class McQuicOfficial(nn.Module):
         ]
 
     @torch.no_grad()
-    def decompress(self, strings: list[bytes], height: int, width: int) -> Tensor:
+    def decompress(self, strings: list[bytes], height: int, width: int, level: int | None = None) -> Tensor:
         """Decode the byte strings of :meth:`compress` to an image [1, 3, height, width] in [0, 1]."""
+        _one_rate(level)
         if len(strings) != self.config.levels:
             raise ValueError(f"expected {self.config.levels} streams, got {len(strings)}")
         codes = []

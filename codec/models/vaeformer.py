@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from ..entropy import categorical, gaussian
 from ..entropy.tables import frequencies_to_table
+from .base import CodecModel
 
 Z_RADIUS = 48  # hyper-latent symbols are coded in [-Z_RADIUS, Z_RADIUS] around each channel's median
 LMBDA = 64.0  # rate-distortion trade-off at quantization step 1: level l trains with LMBDA / rate_l**2
@@ -226,8 +227,10 @@ class Hyper(nn.Module):
         return self.conv3(F.gelu(self.conv2(F.gelu(self.conv1(x)))))
 
 
-class VAEformer(nn.Module):
+class VAEformer(CodecModel):
     """Transformer VAE with a mean-scale hyperprior for fields [B, in_channels, H, W] of any size."""
+
+    kind = "climate"
 
     def __init__(self, config: VAEformerConfig = DEFAULT) -> None:
         super().__init__()

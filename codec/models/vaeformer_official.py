@@ -66,6 +66,7 @@ from ..entropy import gaussian
 from ..entropy.tables import TOTAL, frequencies_to_table
 from ..errors import ModelError
 from . import CRA5_MODEL
+from .base import CodecModel
 
 MODEL_NAME = CRA5_MODEL  # as recorded in file headers
 PREFIX = "backbone."  # of every network key in the published file
@@ -381,12 +382,14 @@ class _IndexedTables:
     freqs: list[np.ndarray]
 
 
-class VAEformerOfficial(nn.Module):
+class VAEformerOfficial(CodecModel):
     """The official CRA5 ``VAEformer`` with our coding interface (``compress`` / ``decompress``).
 
     Works on normalized fields [B, in_channels, H, W] of exactly ``config.image_size``
     (:func:`codec.climate.cra5_layout.normalize`); outputs are normalized too.
     """
+
+    kind = "climate"
 
     def __init__(self, config: OfficialConfig | None = None) -> None:
         super().__init__()

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from ..entropy import categorical
 from ..entropy.tables import frequencies_to_table
+from .base import ImageCodecModel
 from .vqgan import VQGAN, VQGANConfig, nearest_codeword
 
 LADDER_SIZES = tuple(2**b for b in range(3, 12))
@@ -188,7 +189,7 @@ class LadderLevel(nn.Module):
         return float(-torch.log2(p0[idx[anchor]]).sum() - torch.log2(pc[ctx[~anchor], idx[~anchor]]).sum())
 
 
-class VQGANCluster(VQGAN):
+class VQGANCluster(VQGAN, ImageCodecModel):
     """The VQGAN-cluster codec: ``compress(x, level)`` -> bytes, ``decompress(strings, H, W, level)`` -> image."""
 
     stream_count = 1
@@ -245,7 +246,7 @@ class VQGANCluster(VQGAN):
         for lv in self.ladder:
             lv.check()
 
-    def compress(self, x: Tensor, level: int, features: Tensor | None = None) -> list[bytes]:
+    def compress(self, x: Tensor, level: int | None = None, features: Tensor | None = None) -> list[bytes]:
         """Entropy-coded indices (one stream) of one image [1, 3, H, W] (sides multiples of ``pad_multiple``).
 
         Resilient files code the same indices as packets instead (:mod:`codec.image.resilient`).
@@ -253,7 +254,7 @@ class VQGANCluster(VQGAN):
         lv = self.level(level)
         return [lv.encode(lv.indices(self.features(x) if features is None else features)[0])]
 
-    def decompress(self, strings: list[bytes], height: int, width: int, level: int) -> Tensor:
+    def decompress(self, strings: list[bytes], height: int, width: int, level: int | None = None) -> Tensor:
         """Inverse of :meth:`compress`: the image [1, 3, height, width] in [0, 1]."""
         lv = self.level(level)
         h, w = math.ceil(height / self.pad_multiple), math.ceil(width / self.pad_multiple)
