@@ -19,7 +19,7 @@ to freeze the integer tables the entropy coder uses.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from ..entropy import categorical
 from .base import ImageCodecModel
+from .config import JSONConfig
 from .quantizer import MultiCodebookQuantizer
 
 STRIDE = 16  # resolution of the finest latent
@@ -42,7 +43,7 @@ LEVEL_FACTOR = 2  # each coarser level halves the resolution
 
 
 @dataclass(frozen=True)
-class McQuicConfig:
+class McQuicConfig(JSONConfig):
     """Architecture of a McQuic ladder.
 
     ``groups`` lists ``m`` per quality level (ascending: more groups = more bits and better quality);
@@ -58,6 +59,14 @@ class McQuicConfig:
         if not self.groups or any(self.latent_channels % m for m in self.groups):
             raise ValueError(f"groups {self.groups} must be non-empty divisors of latent_channels ({self.latent_channels})")
 
+    @classmethod
+    def from_dict(cls, d: dict) -> McQuicConfig:
+        """:meth:`JSONConfig.from_dict`, with a clear error for McQuic files from before the ladder (one int per file)."""
+        for key in ("groups", "codewords"):
+            if key in d and not isinstance(d[key], list | tuple):
+                raise TypeError(f"{key} must be a list (one entry per level), got {d[key]!r}: weights from before the McQuic ladder")
+        return super().from_dict(d)
+
     @property
     def scales(self) -> int:
         """Number of latent scales."""
@@ -67,24 +76,6 @@ class McQuicConfig:
     def pad_multiple(self) -> int:
         """Image sides are padded to a multiple of this before encoding."""
         return STRIDE * LEVEL_FACTOR ** (self.scales - 1)
-
-    def to_dict(self) -> dict:
-        """JSON-serializable form (stored in checkpoints)."""
-        d = asdict(self)
-        d["groups"], d["codewords"] = list(self.groups), list(self.codewords)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> McQuicConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are rejected."""
-        d = dict(d)
-        for key in ("groups", "codewords"):
-            if key in d:
-                if not isinstance(d[key], list | tuple):  # McQuic files from before the ladder had one int per file
-                    raise TypeError(f"{key} must be a list (one entry per level), got {d[key]!r}: weights from before the McQuic ladder")
-                d[key] = tuple(int(k) for k in d[key])
-        return cls(**d)
-
 
 TINY = McQuicConfig(channels=8, latent_channels=16, groups=(2, 4), codewords=(16, 8, 4))
 """A configuration that trains in seconds on a CPU (tests)."""

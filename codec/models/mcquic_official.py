@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -51,6 +51,7 @@ from ..entropy import categorical
 from ..entropy.tables import TOTAL, frequencies_to_table
 from ..errors import ModelError
 from .base import ImageCodecModel
+from .config import JSONConfig
 
 MODEL_NAME = "mcquic-official"
 PAD_BASE = 128  # official AlignedPadding base
@@ -62,7 +63,7 @@ DISTANCE_CHUNK_BYTES = 64 << 20  # memory bound of one block of codeword distanc
 
 
 @dataclass(frozen=True)
-class OfficialConfig:
+class OfficialConfig(JSONConfig):
     """The official ``Compressor`` parameters: latent ``channel``s, ``m`` codebooks per level, ``k`` per level (finest first)."""
 
     channel: int = 128
@@ -84,20 +85,6 @@ class OfficialConfig:
     def dim(self) -> int:
         """Channels per codebook group."""
         return self.channel // self.m
-
-    def to_dict(self) -> dict:
-        """JSON-serializable form (stored in converted checkpoints)."""
-        d = asdict(self)
-        d["k"] = list(self.k)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> OfficialConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are rejected."""
-        d = dict(d)
-        d["k"] = tuple(int(k) for k in d.get("k", cls.k))
-        return cls(**d)
-
 
 FULL = OfficialConfig()
 """The configuration of the published ``qp_2_msssim`` checkpoint."""

@@ -36,7 +36,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -44,11 +44,12 @@ from torch import Tensor, nn
 
 from ..checkpoint import load_weights
 from ..errors import ModelError
+from .config import JSONConfig
 from .vqgan_cluster import LADDER_SIZES
 
 
 @dataclass(frozen=True)
-class RecoveryConfig:
+class RecoveryConfig(JSONConfig):
     """Codebook sizes of the ladder it serves, and the transformer's size."""
 
     sizes: tuple[int, ...] = field(default=LADDER_SIZES)
@@ -60,19 +61,6 @@ class RecoveryConfig:
     def __post_init__(self) -> None:
         if not self.sizes or self.dim % self.heads or self.dim % 4 or min(self.code_dim, self.dim, self.depth, self.heads) < 1:
             raise ValueError(f"invalid recovery config: {self}")
-
-    def to_dict(self) -> dict:
-        """JSON-serializable form (stored in checkpoints)."""
-        return {**asdict(self), "sizes": list(self.sizes)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> RecoveryConfig:
-        """Inverse of :meth:`to_dict`."""
-        d = dict(d)
-        if "sizes" in d:
-            d["sizes"] = tuple(int(k) for k in d["sizes"])
-        return cls(**d)
-
 
 TINY = RecoveryConfig(sizes=(4, 8, 16), code_dim=8, dim=32, depth=1, heads=2)
 """Seconds-scale configuration for tests (matches the tiny ladder)."""

@@ -27,7 +27,7 @@ and :meth:`VAEformer.decompress` produce bytes through :mod:`codec.entropy` with
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -38,13 +38,14 @@ from torch import Tensor, nn
 from ..entropy import categorical, gaussian
 from ..entropy.tables import frequencies_to_table
 from .base import CodecModel
+from .config import JSONConfig
 
 Z_RADIUS = 48  # hyper-latent symbols are coded in [-Z_RADIUS, Z_RADIUS] around each channel's median
 LMBDA = 64.0  # rate-distortion trade-off at quantization step 1: level l trains with LMBDA / rate_l**2
 
 
 @dataclass(frozen=True)
-class VAEformerConfig:
+class VAEformerConfig(JSONConfig):
     """Architecture of one VAEformer.  ``windows`` is cycled over the local-attention blocks."""
 
     in_channels: int = 2  # the normalized field and its validity mask
@@ -65,34 +66,15 @@ class VAEformerConfig:
     # standard deviations of the field, for each k here (descending)
     refinements: tuple[float, ...] = (0.4, 0.25)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> VAEformerConfig:
+        """:meth:`JSONConfig.from_dict`; configs without ``refinements`` (files from before they existed) have none."""
+        return super().from_dict({"refinements": [], **d})
+
     def __post_init__(self) -> None:
         ks = self.refinements
         if not all(math.isfinite(k) and k > 0 for k in ks) or list(ks) != sorted(set(ks), reverse=True):
             raise ValueError(f"refinements must be positive, distinct and descending (in field standard deviations), got {list(ks)}")
-
-    def to_dict(self) -> dict:
-        """JSON-serializable form (stored in checkpoints)."""
-        d = asdict(self)
-        d["patch_kernel"] = list(self.patch_kernel)
-        d["windows"] = [list(w) for w in self.windows]
-        d["rates"] = list(self.rates)
-        d["refinements"] = list(self.refinements)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> VAEformerConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are rejected.  Configs without ``refinements`` (files
-        from before they existed) have none."""
-        d = dict(d)
-        d["refinements"] = tuple(float(k) for k in d.get("refinements", ()))
-        if "patch_kernel" in d:
-            d["patch_kernel"] = tuple(int(k) for k in d["patch_kernel"])
-        if "windows" in d:
-            d["windows"] = tuple(tuple(int(k) for k in w) for w in d["windows"])
-        if "rates" in d:
-            d["rates"] = tuple(float(r) for r in d["rates"])
-        return cls(**d)
-
 
 DEFAULT = VAEformerConfig()
 """Trains on 2 CPU cores (about 1.3 M parameters)."""

@@ -52,7 +52,7 @@ from __future__ import annotations
 import copy
 import math
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +67,7 @@ from ..entropy.tables import TOTAL, frequencies_to_table
 from ..errors import ModelError
 from . import CRA5_MODEL
 from .base import CodecModel
+from .config import JSONConfig
 
 MODEL_NAME = CRA5_MODEL  # as recorded in file headers
 PREFIX = "backbone."  # of every network key in the published file
@@ -82,7 +83,7 @@ WHAT = "an official CRA5 VAEformer checkpoint"
 
 
 @dataclass(frozen=True)
-class OfficialConfig:
+class OfficialConfig(JSONConfig):
     """The official ``VAEformer`` hyperparameters (``ddconfig`` / ``priorconfig`` of ``model_version == 268``).
 
     ``depth`` and ``prior_depth`` are the official ``depth`` arguments: the encoders get ``depth // 2``
@@ -129,23 +130,6 @@ class OfficialConfig:
     def hyper_grid(self) -> tuple[int, int]:
         """The hyper-latent grid (18 x 36 for the published model)."""
         return self.tokens[0] // self.prior_patch[0], self.tokens[1] // self.prior_patch[1]
-
-    def to_dict(self) -> dict:
-        """JSON-serializable form (stored in converted checkpoints)."""
-        d = asdict(self)
-        return {k: [list(w) for w in v] if k == "windows" else list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> OfficialConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are rejected."""
-        d = dict(d)
-        for key in ("image_size", "patch_size", "patch_stride", "prior_patch"):
-            if key in d:
-                d[key] = tuple(int(v) for v in d[key])
-        if "windows" in d:
-            d["windows"] = tuple(tuple(int(v) for v in w) for w in d["windows"])
-        return cls(**d)
-
 
 FULL = OfficialConfig()
 """The configuration of the published ``cra5_268v_300k.pth`` (about 404.7 M parameters)."""

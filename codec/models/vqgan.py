@@ -18,18 +18,20 @@ padding is cropped from the output.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .config import JSONConfig
 
 NORM_GROUPS = 32  # GroupNorm groups of every normalization layer in the official models
 _DIST_CHUNK = 1 << 24  # distance-matrix entries per chunk in nearest-codeword search (64 MB in fp32)
 
 
 @dataclass(frozen=True)
-class VQGANConfig:
+class VQGANConfig(JSONConfig):
     """Architecture of one VQGAN (the official ``ddconfig`` plus ``n_embed``/``embed_dim``).
 
     ``attn_resolutions`` follows the official convention: a level gets attention blocks when its
@@ -87,23 +89,6 @@ class VQGANConfig:
         """Decoder levels with attention blocks (the decoder counts up from the lowest resolution)."""
         low = self.resolution // 2 ** (self.levels - 1)
         return tuple(level for level in range(self.levels) if low * 2 ** (self.levels - 1 - level) in self.attn_resolutions)
-
-    def to_dict(self) -> dict:
-        """JSON-serializable form (stored in checkpoints)."""
-        d = asdict(self)
-        d["ch_mult"] = list(self.ch_mult)
-        d["attn_resolutions"] = list(self.attn_resolutions)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> VQGANConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are rejected."""
-        d = dict(d)
-        for key in ("ch_mult", "attn_resolutions"):
-            if key in d:
-                d[key] = tuple(int(v) for v in d[key])
-        return cls(**d)
-
 
 FULL_F16_16384 = VQGANConfig(
     ch=128,
@@ -419,23 +404,13 @@ class VQGAN(nn.Module):
 
 
 @dataclass(frozen=True)
-class DiscriminatorConfig:
+class DiscriminatorConfig(JSONConfig):
     """PatchGAN (pix2pix NLayerDiscriminator) sizes; the official default is 3 layers of 64 filters, BatchNorm."""
 
     in_channels: int = 3
     ndf: int = 64
     n_layers: int = 3
     actnorm: bool = False
-
-    def to_dict(self) -> dict:
-        """JSON-serializable form."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> DiscriminatorConfig:
-        """Inverse of :meth:`to_dict`."""
-        return cls(**d)
-
 
 class ActNorm(nn.Module):
     """Per-channel affine normalization ``scale * (x + loc)``, initialized from the first training batch."""

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from ..entropy import categorical
 from ..entropy.tables import frequencies_to_table
 from .base import ImageCodecModel
+from .config import JSONConfig
 from .vqgan import VQGAN, VQGANConfig, nearest_codeword
 
 LADDER_SIZES = tuple(2**b for b in range(3, 12))
@@ -44,7 +45,7 @@ CONTEXT_STRENGTH = 32.0
 
 
 @dataclass(frozen=True)
-class VQGANClusterConfig:
+class VQGANClusterConfig(JSONConfig):
     """The base VQGAN's architecture and the codebook size of every ladder level (ascending)."""
 
     vqgan: VQGANConfig = field(default_factory=VQGANConfig)
@@ -53,21 +54,6 @@ class VQGANClusterConfig:
     def __post_init__(self) -> None:
         if not self.sizes or any(k < 2 for k in self.sizes) or list(self.sizes) != sorted(set(self.sizes)):
             raise ValueError(f"ladder sizes must be distinct, ascending and >= 2, got {self.sizes}")
-
-    def to_dict(self) -> dict:
-        """JSON-serializable form (stored in checkpoints)."""
-        return {"vqgan": self.vqgan.to_dict(), "sizes": list(self.sizes)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> VQGANClusterConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are rejected."""
-        d = dict(d)
-        vqgan = VQGANConfig.from_dict(d.pop("vqgan", {}))
-        sizes = tuple(int(k) for k in d.pop("sizes", LADDER_SIZES))
-        if d:
-            raise ValueError(f"unknown VQGAN-cluster config keys: {sorted(d)}")
-        return cls(vqgan, sizes)
-
 
 def anchors(height: int, width: int, device: torch.device | str | None = None) -> Tensor:
     """Checkerboard mask [height, width]: True where (row + column) is even (coded first, without context)."""
