@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,42 @@ def check_state_dict(expected: dict[str, torch.Tensor], sd: dict[str, torch.Tens
     for key, value in expected.items():
         if tuple(sd[key].shape) != tuple(value.shape):
             raise ModelError(f"{what} tensor {key!r} has shape {list(sd[key].shape)}, expected {list(value.shape)}")
+
+
+def check_network_tensors(expected: dict[str, torch.Tensor], sd: dict[str, torch.Tensor], what: str) -> None:
+    """:func:`check_state_dict`, and every tensor of ``sd`` floating point and finite (official checkpoints)."""
+    check_state_dict(expected, sd, what)
+    for key, value in sd.items():
+        if not value.is_floating_point():
+            raise ModelError(f"{what} tensor {key!r} has dtype {value.dtype}, expected floating point")
+        if not bool(torch.isfinite(value).all()):
+            raise ModelError(f"{what} tensor {key!r} has non-finite values")
+
+
+def count_submodules(sd: dict[str, torch.Tensor], prefix: str) -> int:
+    """Number of consecutive sub-modules ``prefix0.``, ``prefix1.``, ... present in ``sd``."""
+    n = 0
+    while any(k.startswith(f"{prefix}{n}.") for k in sd):
+        n += 1
+    return n
+
+
+def read_official_state_dict(
+    path: str | os.PathLike, what: str, pick: Callable[[dict], object], held: str, inert_prefixes: tuple[str, ...] = (), hint: str | None = None
+) -> tuple[dict[str, torch.Tensor], dict]:
+    """``(state dict, loaded object)`` of an official PyTorch checkpoint, safely unpickled, with one-line errors.
+
+    ``pick(obj)`` selects the state dict of the loaded object (a dict), ``held`` names it in the error
+    when it is not a non-empty dict of named tensors, ``what`` names the kind of file expected.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"checkpoint not found: {path}")
+    obj = safe_torch_load(path, inert_prefixes, hint if hint is not None else f"not {what}")
+    sd = pick(obj) if isinstance(obj, dict) else None
+    if not isinstance(sd, dict) or not sd or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
+        raise ModelError(f"{path} holds no {held} of tensors; not {what}")
+    return sd, obj
 
 
 def tensor_shape(sd: dict[str, torch.Tensor], key: str, dims: int, what: str) -> tuple[int, ...]:

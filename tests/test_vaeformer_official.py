@@ -240,7 +240,7 @@ def test_foreign_corrupt_truncated_and_malicious_files(tmp_path, ckpt, model):
     (tmp_path / "cut.pth").write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
     one_line_error(tmp_path / "cut.pth", "cannot read")
     torch.save({"state_dict": official_file(model), "meta": {"epoch": 3}}, tmp_path / "nested.pth")
-    one_line_error(tmp_path / "nested.pth", "not a flat state dict")
+    one_line_error(tmp_path / "nested.pth", "holds no flat state dict")
     torch.save({"encoder.conv_in.weight": torch.zeros(8, 3, 3, 3)}, tmp_path / "other.pth")
     one_line_error(tmp_path / "other.pth", "lacks 'g_a.patch_embed.proj.weight'")
     torch.save({**official_file(model), "backbone.evil": Payload()}, tmp_path / "evil.pth")

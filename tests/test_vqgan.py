@@ -11,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from codec.checkpoint import load_weights, weights_hash
+from codec.checkpoint import count_submodules, load_weights, weights_hash
 from codec.errors import ModelError
 from codec.models import taming
 from codec.models.taming import convert, load_taming_checkpoint, load_taming_model
@@ -177,8 +177,8 @@ def test_full_config_matches_official():
         assert shapes.get(key) == shape, key
     for key in NOT_OFFICIAL:
         assert key not in shapes
-    assert taming._count(shapes, "encoder.down.") == taming._count(shapes, "decoder.up.") == 5
-    assert taming._count(shapes, "encoder.down.3.block.") == 2 and taming._count(shapes, "decoder.up.3.block.") == 3
+    assert count_submodules(shapes, "encoder.down.") == count_submodules(shapes, "decoder.up.") == 5
+    assert count_submodules(shapes, "encoder.down.3.block.") == 2 and count_submodules(shapes, "decoder.up.3.block.") == 3
     assert {k.split(".attn.")[0] for k in shapes if ".attn." in k} == {"encoder.down.4", "decoder.up.4"}
     # parameter counts of the official autoencoder (the checkpoint's non-loss tensors)
     def count(m: torch.nn.Module) -> int:

@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checkpoint import check_state_dict, safe_torch_load, save_weights, tensor_shape
+from ..checkpoint import check_network_tensors, read_official_state_dict, save_weights, tensor_shape
 from ..entropy import categorical
 from ..entropy.tables import TOTAL, frequencies_to_table
 from ..errors import ModelError
@@ -584,23 +584,6 @@ def _drop_duplicates(sd: dict[str, Tensor], levels: int, path: Path) -> dict[str
     return sd
 
 
-def _check_fits(expected: dict[str, Tensor], sd: dict[str, Tensor], what: str) -> None:
-    """One-line error unless ``sd`` has exactly the keys and shapes of ``expected``, all floating point."""
-    check_state_dict(expected, sd, what)
-    for key, value in sd.items():
-        if not value.is_floating_point():
-            raise ModelError(f"{what} tensor {key!r} has dtype {value.dtype}, expected floating point")
-
-
-def _read(path: Path) -> tuple[dict[str, Tensor], dict]:
-    """``(state dict, file dict)`` of an official ``.mcquic`` file, with one-line errors."""
-    obj = safe_torch_load(path, hint="not an official McQuic checkpoint")
-    sd = obj.get("model") if isinstance(obj, dict) else None
-    if not isinstance(sd, dict) or not sd or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in sd.items()):
-        raise ModelError(f"{path} holds no 'model' state dict of tensors; not an official McQuic checkpoint")
-    return sd, obj
-
-
 def load_official(path: str | os.PathLike) -> tuple[McQuicOfficial, dict]:
     """An official ``.mcquic`` checkpoint as an eval-mode :class:`McQuicOfficial` with frozen tables, and its metadata.
 
@@ -609,18 +592,13 @@ def load_official(path: str | os.PathLike) -> tuple[McQuicOfficial, dict]:
     (the file name).  Every failure is a one-line :class:`ModelError`.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"checkpoint not found: {path}")
-    sd, obj = _read(path)
+    sd, obj = read_official_state_dict(path, "an official McQuic checkpoint", lambda obj: obj.get("model"), "'model' state dict")
     config = infer_config(sd)
     _check_config(config, _config_params(obj.get("config")), path)
     sd = _drop_duplicates(sd, config.levels, path)
     with torch.device("meta"):
         expected = {k: v for k, v in McQuicOfficial(config).state_dict().items() if not k.startswith(TABLE_PREFIX)}
-    _check_fits(expected, sd, f"checkpoint {path}")
-    bad = next((k for k, v in sd.items() if not bool(torch.isfinite(v).all())), None)
-    if bad is not None:
-        raise ModelError(f"checkpoint {path} tensor {bad!r} has non-finite values")
+    check_network_tensors(expected, sd, f"checkpoint {path}")
     model = McQuicOfficial(config)
     model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=False)
     model.update()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import check_state_dict, load_weights, safe_torch_load, save_weights, tensor_shape
+from ..checkpoint import check_state_dict, count_submodules, load_weights, read_official_state_dict, save_weights, tensor_shape
 from ..errors import ModelError
 from .vqgan import VQGAN, DiscriminatorConfig, PatchDiscriminator, VQGANConfig
 
@@ -52,11 +52,8 @@ def read_state_dict(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], d
         raise ModelError(f"checkpoint not found: {path}")
     if path.suffix == ".safetensors":
         return load_weights(path)
-    obj = safe_torch_load(path, INERT_PREFIXES, _CONVERT_HINT)
-    sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
-    if not isinstance(sd, dict) or not sd or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()):
-        raise ModelError(f"{path} holds no state_dict of tensors; not a taming-transformers checkpoint")
-    return sd, {}
+    what = "a taming-transformers checkpoint"
+    return read_official_state_dict(path, what, lambda obj: obj.get("state_dict", obj), "state_dict", INERT_PREFIXES, _CONVERT_HINT)[0], {}
 
 
 def split_state_dict(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
@@ -74,19 +71,11 @@ def _shape(sd: dict[str, torch.Tensor], key: str, dims: int) -> tuple[int, ...]:
     return tensor_shape(sd, key, dims, "a taming-transformers VQGAN")
 
 
-def _count(sd: dict[str, torch.Tensor], prefix: str) -> int:
-    """Number of consecutive sub-modules ``prefix0.``, ``prefix1.``, ... present in ``sd``."""
-    n = 0
-    while any(k.startswith(f"{prefix}{n}.") for k in sd):
-        n += 1
-    return n
-
-
 def infer_config(sd: dict[str, torch.Tensor]) -> VQGANConfig:
     """The :class:`VQGANConfig` whose parameter names and shapes are those of ``sd`` (autoencoder keys)."""
     ch, in_channels = _shape(sd, "encoder.conv_in.weight", 4)[:2]
-    levels = _count(sd, "encoder.down.")
-    blocks = _count(sd, "encoder.down.0.block.")
+    levels = count_submodules(sd, "encoder.down.")
+    blocks = count_submodules(sd, "encoder.down.0.block.")
     if levels == 0 or blocks == 0:
         raise ModelError("checkpoint lacks encoder.down.*; not a taming-transformers VQGAN")
     ch_mult = []

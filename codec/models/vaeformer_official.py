@@ -61,7 +61,7 @@ import torch.nn.functional as F
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from torch import Tensor, nn
 
-from ..checkpoint import check_state_dict, safe_torch_load, save_weights, tensor_shape
+from ..checkpoint import check_network_tensors, count_submodules, read_official_state_dict, save_weights, tensor_shape
 from ..entropy import gaussian
 from ..entropy.tables import TOTAL, frequencies_to_table
 from ..errors import ModelError
@@ -534,14 +534,6 @@ def _network_tensors(sd: dict[str, Tensor]) -> tuple[dict[str, Tensor], bool]:
     return kept, tables is not None and tables.numel() > 0
 
 
-def _count(sd: dict[str, Tensor], prefix: str) -> int:
-    """Number of consecutive ``{prefix}{i}.norm1.weight`` blocks from 0."""
-    n = 0
-    while f"{prefix}{n}.norm1.weight" in sd:
-        n += 1
-    return n
-
-
 def infer_config(sd: dict[str, Tensor], base: OfficialConfig = FULL) -> OfficialConfig:
     """The :class:`OfficialConfig` of a state dict (our names): widths, channels, kernels and depths from its
     shapes; what shapes cannot tell (image size, stride, heads, windows, interval) from ``base``, checked
@@ -552,8 +544,8 @@ def infer_config(sd: dict[str, Tensor], base: OfficialConfig = FULL) -> Official
     final = sd.get("g_s.final.weight")
     if final is not None and final.dim() == 2:
         raise ModelError("checkpoint has a linear g_s.final (upstream's variant for other inputs than 721 x 1440); not supported")
-    enc, dec = _count(sd, "g_a.blocks."), _count(sd, "g_s.blocks.")
-    prior_enc, prior_dec = _count(sd, "h_a.blocks."), _count(sd, "h_s.blocks.")
+    enc, dec = count_submodules(sd, "g_a.blocks."), count_submodules(sd, "g_s.blocks.")
+    prior_enc, prior_dec = count_submodules(sd, "h_a.blocks."), count_submodules(sd, "h_s.blocks.")
     depth, prior_depth = enc - 1 + dec, prior_enc + prior_dec
     if enc < 2 or depth // 2 + 1 != enc or prior_enc < 1 or prior_depth // 2 != prior_enc:
         raise ModelError(f"checkpoint has {enc}/{dec} encoder/decoder and {prior_enc}/{prior_dec} prior blocks; not {WHAT}")
@@ -576,24 +568,6 @@ def _check_tokens(sd: dict[str, Tensor], config: OfficialConfig) -> None:
             raise ModelError(f"checkpoint {key} has {tokens} tokens; {list(config.image_size)} inputs give {grid[0]} x {grid[1]}")
 
 
-def _check_fits(expected: dict[str, Tensor], sd: dict[str, Tensor], what: str) -> None:
-    """One-line error unless ``sd`` has exactly the keys and shapes of ``expected``, all floating point and finite."""
-    check_state_dict(expected, sd, what)
-    for key, value in sd.items():
-        if not value.is_floating_point():
-            raise ModelError(f"{what} tensor {key!r} has dtype {value.dtype}, expected floating point")
-        if not bool(torch.isfinite(value).all()):
-            raise ModelError(f"{what} tensor {key!r} has non-finite values")
-
-
-def _read(path: Path) -> dict[str, Tensor]:
-    """The flat state dict of an official ``.pth`` file, with one-line errors."""
-    sd = safe_torch_load(path, hint=f"not {WHAT}")
-    if not isinstance(sd, dict) or not sd or not all(isinstance(k, str) and isinstance(v, Tensor) for k, v in sd.items()):
-        raise ModelError(f"{path} is not a flat state dict of tensors; not {WHAT}")
-    return sd
-
-
 def load_official(path: str | os.PathLike, base: OfficialConfig = FULL) -> tuple[VAEformerOfficial, dict]:
     """An official CRA5 ``.pth`` checkpoint as an eval-mode :class:`VAEformerOfficial` with frozen tables, and its metadata.
 
@@ -603,13 +577,11 @@ def load_official(path: str | os.PathLike, base: OfficialConfig = FULL) -> tuple
     coding tables, which are dropped).  Every failure is a one-line :class:`ModelError`.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"checkpoint not found: {path}")
-    sd, had_tables = _network_tensors(_read(path))
+    sd, had_tables = _network_tensors(read_official_state_dict(path, WHAT, lambda obj: obj, "flat state dict")[0])
     config = infer_config(sd, base)
     with torch.device("meta"):
         expected = {k: v for k, v in VAEformerOfficial(config).state_dict().items() if k != "z_table"}
-    _check_fits(expected, sd, f"checkpoint {path}")
+    check_network_tensors(expected, sd, f"checkpoint {path}")
     model = VAEformerOfficial(config)
     model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=False)
     model.update()
