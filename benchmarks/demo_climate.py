@@ -14,7 +14,7 @@ import numpy as np
 import xarray as xr
 
 import codec
-from codec.climate import dataset
+from codec.climate import writer
 
 OUT = Path("demo-out")
 NAVY = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "climate" / "monthly_navy_winds.cdf"
@@ -49,7 +49,7 @@ def main() -> None:
             data = codec.encode(source, quality=q, max_abs_error=bound)
             target = OUT / f"climate-q{q}{'-bound' if bound else ''}.nc"
             target.unlink(missing_ok=True)
-            dataset.write_netcdf(codec.decode(data), target)
+            writer.write_netcdf(codec.decode(data), target)
             seconds = time.perf_counter() - t0
             info = codec.info(data)
             rmse = max(v["rmse"] for v in info["variables"].values())

@@ -82,9 +82,9 @@ def _cmd_decode(args: argparse.Namespace) -> None:
     if isinstance(decoded, np.ndarray):
         fileio.write_atomic(args.output, api.image_bytes(decoded, args.output))
         return
-    from .climate import dataset
+    from .climate import writer
 
-    dataset.write_netcdf(decoded, args.output)
+    writer.write_netcdf(decoded, args.output)
 
 
 def _cmd_damage(args: argparse.Namespace) -> None:

@@ -16,6 +16,8 @@ import pytest
 import xarray as xr
 
 from codec.climate import dataset as D
+from codec.climate import grid, writer
+from codec.climate.skeleton import rebuild
 from codec.errors import FormatError, InputError
 from tests.helpers import grib_message
 
@@ -60,13 +62,13 @@ def era5_like(rng: np.random.Generator) -> xr.Dataset:
     return ds
 
 
-def round_trip(source_path: Path, out_path: Path) -> tuple[list[D.GridVariable], dict[str, list[np.ndarray]]]:
+def round_trip(source_path: Path, out_path: Path) -> tuple[list[grid.GridVariable], dict[str, list[np.ndarray]]]:
     """open_source -> fields -> skeleton -> rebuild with exactly those fields -> write_netcdf."""
     with D.open_source(source_path) as source:
         variables = source.variables
         fields = {v.name: list(source.fields(v)) for v in variables}
         skeleton = source.skeleton()
-    D.write_netcdf(D.rebuild(skeleton, variables, lambda v, i: fields[v.name][i]), out_path)
+    writer.write_netcdf(rebuild(skeleton, variables, lambda v, i: fields[v.name][i]), out_path)
     return variables, fields
 
 
@@ -146,7 +148,7 @@ def test_skeleton_keeps_coordinates_bit_exact_and_rebuild_is_lazy(tmp_path):
         return np.full(var.field_shape, float(i))
 
     with D.open_source(src) as source, xr.open_dataset(src, decode_times=False) as original:
-        rebuilt = D.rebuild(source.skeleton(), source.variables, load)
+        rebuilt = rebuild(source.skeleton(), source.variables, load)
         for name in original.coords:
             assert rebuilt[name].values.tobytes() == original[name].values.tobytes(), name
             assert same_attrs(rebuilt[name].attrs, original[name].attrs), name
@@ -166,7 +168,7 @@ def test_skeletons_are_xz_and_old_zlib_skeletons_still_read(tmp_path):
     assert skeleton.startswith(b"\xfd7zXZ\x00")
     old = zlib.compress(lzma.decompress(skeleton), 9)  # how files before 2026-12-02 stored it
     load = lambda var, i: np.zeros(var.field_shape)  # noqa: E731
-    new_ds, old_ds = D.rebuild(skeleton, variables, load), D.rebuild(old, variables, load)
+    new_ds, old_ds = rebuild(skeleton, variables, load), rebuild(old, variables, load)
     xr.testing.assert_identical(new_ds, old_ds)
 
 
@@ -313,7 +315,7 @@ def test_grid_variable_json_and_packing(tmp_path):
     with D.open_source(src) as source:
         variables = source.variables
     for var in variables:
-        back = D.GridVariable.from_json(json.loads(json.dumps(var.to_json())))
+        back = grid.GridVariable.from_json(json.loads(json.dumps(var.to_json())))
         assert json.dumps(back.to_json()) == json.dumps(var.to_json())  # (NaN fill values: compare as text)
     t, sst, u = variables
     assert sst.packing() == (float(np.float32(0.01)), 290.0)
@@ -339,11 +341,11 @@ def test_grid_variable_json_and_packing(tmp_path):
 )
 def test_grid_variable_from_json_rejects_bad_input(change):
     good = {"name": "v", "dims": ["lat", "lon"], "shape": [19, 36], "dtype": "float32", "attrs": {}, "encoding": {}, "group": None}
-    D.GridVariable.from_json(good)
+    grid.GridVariable.from_json(good)
     with pytest.raises(FormatError):
-        D.GridVariable.from_json({**good, **change})
+        grid.GridVariable.from_json({**good, **change})
     with pytest.raises(FormatError):
-        D.GridVariable.from_json([good])
+        grid.GridVariable.from_json([good])
 
 
 # ----------------------------------------------------------------------------- rebuild / write failures
@@ -355,11 +357,11 @@ def test_rebuild_rejects_bad_skeleton_and_fields(tmp_path):
     with D.open_source(src) as source:
         variables, skeleton = source.variables, source.skeleton()
     with pytest.raises(FormatError, match="skeleton is corrupt"):
-        D.rebuild(b"not a skeleton", variables, lambda v, i: None)
-    stranger = D.GridVariable("q", ("lat", "lon"), (19, 36), "float32", {}, {})
+        rebuild(b"not a skeleton", variables, lambda v, i: None)
+    stranger = grid.GridVariable("q", ("lat", "lon"), (19, 36), "float32", {}, {})
     with pytest.raises(FormatError, match="no place for grid variable q"):
-        D.rebuild(skeleton, [stranger], lambda v, i: None)
-    rebuilt = D.rebuild(skeleton, variables, lambda v, i: np.zeros((2, 2)))
+        rebuild(skeleton, [stranger], lambda v, i: None)
+    rebuilt = rebuild(skeleton, variables, lambda v, i: np.zeros((2, 2)))
     with pytest.raises(FormatError, match="has shape"):
         rebuilt.sst.load()
 
@@ -375,7 +377,7 @@ def test_write_netcdf_is_atomic(tmp_path):
         raise FormatError("field record is corrupt")
 
     with pytest.raises(FormatError, match="field record is corrupt"):
-        D.write_netcdf(D.rebuild(skeleton, variables, failing), out)
+        writer.write_netcdf(rebuild(skeleton, variables, failing), out)
     assert out.read_bytes() == b"keep me"
     assert {p.name for p in tmp_path.iterdir()} == {"src.nc", "out.nc"}  # no temporary file left
 

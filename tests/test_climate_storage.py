@@ -8,11 +8,11 @@ import pytest
 import xarray as xr
 
 import codec
-from codec.climate import dataset, storage
+from codec.climate import grid, storage, writer
 
 
-def _var(dtype: str, **encoding) -> dataset.GridVariable:
-    return dataset.GridVariable("x", ("lat", "lon"), (3, 4), "float32", {}, {"dtype": dtype, **encoding})
+def _var(dtype: str, **encoding) -> grid.GridVariable:
+    return grid.GridVariable("x", ("lat", "lon"), (3, 4), "float32", {}, {"dtype": dtype, **encoding})
 
 
 def test_packed_values_are_clipped_to_the_integer_range_and_off_the_fill():
@@ -107,7 +107,7 @@ def test_written_values_stay_valid_on_every_packing(packed_file, tmp_path, quali
     data = codec.encode(packed_file, quality=quality, max_abs_error=0.6 if bounded else None)
     decoded = codec.decode(data)
     out = tmp_path / "back.nc"
-    dataset.write_netcdf(decoded, out)
+    writer.write_netcdf(decoded, out)
     with xr.open_dataset(packed_file) as src, xr.open_dataset(out) as back:
         for name in _encodings():
             source, written = src[name].values.astype(np.float64), back[name].values.astype(np.float64)

@@ -21,7 +21,7 @@ import codec
 from codec import container, registry, runtime
 from codec.checkpoint import weights_hash
 from codec.cli import main
-from codec.climate import archive, cra5_archive, cra5_layout, cra5_source, dataset, storage
+from codec.climate import archive, cra5_archive, cra5_layout, cra5_source, dataset, storage, writer
 from codec.errors import InputError, ModelError
 from codec.models.vaeformer_official import (
     FULL,
@@ -179,7 +179,7 @@ def test_each_step_is_decoded_once(monkeypatch, ckpt, tmp_path):
     out.t.isel(time=2, level=0).load()
     assert decoded == [2]
     decoded.clear()
-    dataset.write_netcdf(out, tmp_path / "back.nc")  # every variable of every step: each step once
+    writer.write_netcdf(out, tmp_path / "back.nc")  # every variable of every step: each step once
     assert sorted(decoded) == [0, 1, 2, 3]
 
 

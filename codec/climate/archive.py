@@ -34,7 +34,8 @@ import xarray as xr
 from .. import container
 from ..errors import CorruptStreamError, FormatError, InputError
 from ..models.vaeformer import LevelCoder
-from . import dataset, errorbound, fieldcodec, storage
+from . import dataset, errorbound, fieldcodec, skeleton, storage
+from .grid import GridVariable
 from .variables import described_variables, grid_variables
 
 _U32 = struct.Struct("<I")
@@ -98,7 +99,7 @@ class ErrorStats:
 RECORD_VERSION = 2  # field records written now (fieldcodec.RECORD_VERSIONS are read)
 
 
-def field_spec(var: dataset.GridVariable, bound: float | None, record_version: int | None = None) -> fieldcodec.FieldSpec:
+def field_spec(var: GridVariable, bound: float | None, record_version: int | None = None) -> fieldcodec.FieldSpec:
     """What coding one field of ``var`` needs besides its values: shape, dtype, error bound, integer packing and the
     record version (default: the one written now)."""
     version = RECORD_VERSION if record_version is None else record_version
@@ -115,7 +116,7 @@ def _encode_field(net: LevelCoder, field: np.ndarray, spec: fieldcodec.FieldSpec
 
 
 def _encoded(
-    items: Iterator[tuple[int, dataset.GridVariable, np.ndarray, fieldcodec.FieldSpec]],
+    items: Iterator[tuple[int, GridVariable, np.ndarray, fieldcodec.FieldSpec]],
     net: LevelCoder,
     scheduler: Any,
     workers: int,
@@ -169,7 +170,7 @@ def encode(
     total = sum(v.n_fields for v in source.variables)
     specs = [field_spec(var, errorbound.bound_for(bounds, var.name)) for var in source.variables]
 
-    def fields() -> Iterator[tuple[int, dataset.GridVariable, np.ndarray, fieldcodec.FieldSpec]]:
+    def fields() -> Iterator[tuple[int, GridVariable, np.ndarray, fieldcodec.FieldSpec]]:
         for i, var in enumerate(source.variables):
             for field in source.fields(var):
                 if np.isinf(field).any():
@@ -198,7 +199,7 @@ def encode(
     )
 
 
-def check_bound_names(bounds: dict[str, float] | float | None, variables: list[dataset.GridVariable]) -> None:
+def check_bound_names(bounds: dict[str, float] | float | None, variables: list[GridVariable]) -> None:
     """One-line :class:`InputError` when per-variable ``bounds`` name a variable that is not among ``variables``."""
     if isinstance(bounds, dict):
         names = {v.name for v in variables} | {v.name.rsplit("/", 1)[-1] for v in variables}
@@ -291,7 +292,7 @@ class CompressedArchive:
             raise CorruptStreamError("mask does not match the field shape")
         return ~np.unpackbits(bits, count=n).astype(bool).reshape(shape)
 
-    def field(self, var: dataset.GridVariable, index: int) -> np.ndarray:
+    def field(self, var: GridVariable, index: int) -> np.ndarray:
         """Decoded field ``index`` (C order of the leading dims) of ``var``: float64 with NaN."""
         i = self._position[var.name]
         mask_id, start, end = self.records[i][index]
@@ -304,4 +305,4 @@ class CompressedArchive:
 
     def dataset(self) -> xr.Dataset:
         """The lazily decoded dataset."""
-        return dataset.rebuild(self.container.stream("skeleton"), self.variables, self.field)
+        return skeleton.rebuild(self.container.stream("skeleton"), self.variables, self.field)

@@ -34,8 +34,9 @@ import xarray as xr
 from .. import container
 from ..errors import CodecError, CorruptStreamError, FormatError, InputError
 from ..models.vaeformer_official import MODEL_NAME, VAEformerOfficial
-from . import archive, cra5_source, dataset, errorbound, fieldcodec, storage
+from . import archive, cra5_source, dataset, errorbound, fieldcodec, skeleton, storage
 from .cra5_layout import Layout, layout_for
+from .grid import GridVariable
 
 NETWORK_STREAMS = 2  # latent, hyper-latent (VAEformerOfficial.compress)
 Step = tuple[np.ndarray, list[bytes]]  # a decoded step: network output [channels, H, W] in file units, the step's blobs
@@ -133,7 +134,7 @@ class _Table:
     steps: int
 
 
-def _table(c: container.Container, variables: list[dataset.GridVariable], bounds: list[float | None]) -> _Table:
+def _table(c: container.Container, variables: list[GridVariable], bounds: list[float | None]) -> _Table:
     try:
         d = json.loads(zlib.decompress(c.stream("cra5")))
         layout = Layout.from_json(d["layout"])
@@ -153,7 +154,7 @@ def _table(c: container.Container, variables: list[dataset.GridVariable], bounds
     return _Table(layout, channels, residuals, blobs, steps)
 
 
-def _described(c: container.Container) -> tuple[list[dataset.GridVariable], list[float | None], _Table]:
+def _described(c: container.Container) -> tuple[list[GridVariable], list[float | None], _Table]:
     """The grid variables, their bounds and the checked ``cra5`` table of a container."""
     described = archive.described_variables(c)
     variables = archive.grid_variables(described)
@@ -211,7 +212,7 @@ class Cra5Archive:
             recon = self._run(lambda: reconstruction(self.net, self.table.layout, blobs[:NETWORK_STREAMS]))
         return recon, blobs
 
-    def field(self, var: dataset.GridVariable, i: int, step: Step) -> np.ndarray:
+    def field(self, var: GridVariable, i: int, step: Step) -> np.ndarray:
         """Field ``i`` (C order of its leading dims) of ``var``, float64, from its decoded ``step`` (:meth:`step`)."""
         k = self._position[var.name]
         j = i % len(self.table.channels[k])
@@ -223,11 +224,11 @@ class Cra5Archive:
         spec = archive.field_spec(var, self.bounds[k])
         return errorbound.decode(blobs[first + j], out, np.ones(spec.shape, bool), spec.bound, spec.packing, spec.dtype, spec.int_range)
 
-    def shared(self, var: dataset.GridVariable, i: int) -> tuple[tuple[str, int], Callable[[], Step]]:
+    def shared(self, var: GridVariable, i: int) -> tuple[tuple[str, int], Callable[[], Step]]:
         """The dask key and computation of the decoded step that field ``i`` of ``var`` comes from."""
         t = i // len(self.table.channels[self._position[var.name]])
         return (f"cra5-step-{self._token}", t), partial(self.step, t)
 
     def dataset(self) -> xr.Dataset | xr.DataTree:
         """The lazily decoded dataset."""
-        return dataset.rebuild(self.container.stream("skeleton"), self.variables, self.field, self.shared)
+        return skeleton.rebuild(self.container.stream("skeleton"), self.variables, self.field, self.shared)

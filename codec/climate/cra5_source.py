@@ -24,7 +24,8 @@ import xarray as xr
 
 from ..errors import InputError
 from .cra5_layout import Layout
-from .dataset import ClimateSource, GridVariable
+from .dataset import ClimateSource
+from .grid import GridVariable
 
 LEVEL_NAMES = frozenset({"level", "levels", "pressure_level", "isobaricinhpa", "plev", "lev", "pressure"})
 PRESSURE_UNITS = {"hpa": 1.0, "millibar": 1.0, "millibars": 1.0, "mbar": 1.0, "mb": 1.0, "pa": 0.01}  # -> hPa

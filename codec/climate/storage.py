@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from .dataset import GridVariable
+    from .grid import GridVariable
 
 
 def _numbers(value: object) -> list[float]:

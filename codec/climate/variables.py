@@ -11,7 +11,7 @@ import zlib
 
 from .. import container
 from ..errors import CorruptStreamError, FormatError
-from . import dataset
+from .grid import GridVariable
 
 MAX_FIELD_POINTS = 1 << 26
 
@@ -33,10 +33,10 @@ def described_variables(c: container.Container) -> list[dict]:
     return described
 
 
-def grid_variables(described: list[dict]) -> list[dataset.GridVariable]:
+def grid_variables(described: list[dict]) -> list[GridVariable]:
     """The validated grid variables of a ``variables`` table."""
     try:
-        variables = [dataset.GridVariable.from_json(d["variable"]) for d in described]
+        variables = [GridVariable.from_json(d["variable"]) for d in described]
         for var in variables:
             var.packing()  # validates the packing factors
     except (KeyError, TypeError, ValueError):
