@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from codec import registry
-from codec.models.base import CodecModel, ImageCodecModel
+from codec.models.base import ClimateCodecModel, CodecModel, ImageCodecModel
 
 SPECS = [registry.get_spec(row["name"]) for row in registry.list_models()]
 
@@ -29,6 +29,8 @@ def test_registered_models_implement_the_contract_of_their_kind(spec):
         assert isinstance(model.stream_count, int) and model.stream_count >= 1
         assert model.levels >= 1 and (model.levels > 1) == spec.ladder
         assert model.max_pixels is None or model.max_pixels > 0
+    else:
+        assert spec.kind == "climate" and isinstance(model, ClimateCodecModel) and model.levels >= 1
 
 
 def test_model_layer_imports_nothing_above_it():

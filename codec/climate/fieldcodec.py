@@ -159,7 +159,7 @@ def upsample(coarse: np.ndarray, s: int, shape: tuple[int, int]) -> np.ndarray:
 def _network_output(net: LevelCoder, z: bytes, y: bytes, s: int, valid: np.ndarray, mean: float, std: float) -> np.ndarray:
     """The decoder's field (float64, NaN where not ``valid``) from the network's bytes for the grid of factor ``s``."""
     cv = coarse_valid(valid, s)
-    out = upsample(net.decompress(z, y, cv.shape)[0, 0].detach().double().numpy(), s, valid.shape) * std + mean
+    out = upsample(net.decompress([z, y], cv.shape)[0, 0].detach().double().numpy(), s, valid.shape) * std + mean
     return np.where(valid, out, np.nan)
 
 

@@ -27,6 +27,29 @@ class CodecModel(nn.Module):
         """Raise ``ValueError`` unless the tables are valid for coding (nothing to check by default)."""
 
 
+class ClimateCodecModel(CodecModel):
+    """A climate model: normalized fields [1, C, H, W] <-> byte strings.
+
+    Models with several qualities in one weights file take the 1-based ``level``; models with one rate
+    take ``level=None``.
+    """
+
+    kind = "climate"
+
+    @property
+    def levels(self) -> int:
+        """Number of quality levels (1 for a model with one rate)."""
+        return 1
+
+    def compress(self, x: Tensor, level: int | None = None) -> list[bytes]:
+        """Byte strings of normalized fields [1, C, H, W] at ``level``."""
+        raise NotImplementedError
+
+    def decompress(self, strings: list[bytes], size: tuple[int, int], level: int | None = None) -> Tensor:
+        """Inverse of :meth:`compress`: the fields [1, C, H, W] with (H, W) = ``size``."""
+        raise NotImplementedError
+
+
 class ImageCodecModel(CodecModel):
     """An image model: one image [1, 3, H, W] in [0, 1] <-> ``stream_count`` byte strings.
 

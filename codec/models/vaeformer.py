@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from ..entropy import categorical, gaussian
 from ..entropy.tables import frequencies_to_table
-from .base import CodecModel
+from .base import ClimateCodecModel
 from .config import JSONConfig
 
 Z_RADIUS = 48  # hyper-latent symbols are coded in [-Z_RADIUS, Z_RADIUS] around each channel's median
@@ -209,10 +209,8 @@ class Hyper(nn.Module):
         return self.conv3(F.gelu(self.conv2(F.gelu(self.conv1(x)))))
 
 
-class VAEformer(CodecModel):
+class VAEformer(ClimateCodecModel):
     """Transformer VAE with a mean-scale hyperprior for fields [B, in_channels, H, W] of any size."""
-
-    kind = "climate"
 
     def __init__(self, config: VAEformerConfig = DEFAULT) -> None:
         super().__init__()
@@ -346,8 +344,8 @@ class VAEformer(CodecModel):
     def _step(self, level: int) -> Tensor:
         return self.steps[self._level_index(level)].float()[None, :, None, None]
 
-    def compress(self, x: Tensor, level: int) -> tuple[bytes, bytes]:
-        """One field [1, C, H, W] at rate ``level`` -> (hyper-latent bytes, latent bytes)."""
+    def compress(self, x: Tensor, level: int | None = None) -> list[bytes]:
+        """One field [1, C, H, W] at rate ``level`` -> [hyper-latent bytes, latent bytes]."""
         if x.shape[0] != 1:
             raise ValueError("compress codes one field at a time")
         mean, _ = self.encode(x, level)
@@ -357,10 +355,13 @@ class VAEformer(CodecModel):
         tables = gaussian.default_tables()
         step = self._step(level)
         values = torch.round((mean - mu) / step).to(torch.int64).numpy()
-        return z_bytes, gaussian.encode(values, tables.scale_index(sigma / step), tables)
+        return [z_bytes, gaussian.encode(values, tables.scale_index(sigma / step), tables)]
 
-    def decompress(self, z_bytes: bytes, y_bytes: bytes, size: tuple[int, int], level: int) -> Tensor:
+    def decompress(self, strings: list[bytes], size: tuple[int, int], level: int | None = None) -> Tensor:
         """Inverse of :meth:`compress`: the reconstruction [1, out_channels, H, W]."""
+        if len(strings) != 2:
+            raise ValueError(f"expected 2 streams (hyper-latent, latent), got {len(strings)}")
+        z_bytes, y_bytes = strings
         h, w = self.latent_size(*size)
         zh, zw = math.ceil(math.ceil(h / 2) / 2), math.ceil(math.ceil(w / 2) / 2)
         channels = self.config.hyper_latent_channels
@@ -384,13 +385,13 @@ class LevelCoder:
     level: int
     relative_bound: float | None = None
 
-    def compress(self, x: Tensor) -> tuple[bytes, bytes]:
+    def compress(self, x: Tensor) -> list[bytes]:
         """:meth:`VAEformer.compress` at this level."""
         return self.net.compress(x, self.level)
 
-    def decompress(self, z_bytes: bytes, y_bytes: bytes, size: tuple[int, int]) -> Tensor:
+    def decompress(self, strings: list[bytes], size: tuple[int, int]) -> Tensor:
         """:meth:`VAEformer.decompress` at this level."""
-        return self.net.decompress(z_bytes, y_bytes, size, self.level)
+        return self.net.decompress(strings, size, self.level)
 
     @property
     def trade_off(self) -> float:
