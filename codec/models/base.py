@@ -14,6 +14,12 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 
 
+def require_one_rate(level: int | None, what: str) -> None:
+    """``ValueError`` unless ``level`` is None or 1: ``what`` (a model with one rate) has no other levels."""
+    if level not in (None, 1):
+        raise ValueError(f"{what} have one rate; got level {level}")
+
+
 class CodecModel(nn.Module):
     """Base of every codec model: its media ``kind`` and the table life cycle (``update``, ``check``)."""
 

@@ -50,7 +50,7 @@ from ..checkpoint import check_network_tensors, read_official_state_dict, save_w
 from ..entropy import categorical
 from ..entropy.tables import TOTAL, frequencies_to_table
 from ..errors import ModelError
-from .base import ImageCodecModel
+from .base import ImageCodecModel, require_one_rate
 from .config import JSONConfig
 
 MODEL_NAME = "mcquic-official"
@@ -394,11 +394,6 @@ def to_pixels(y: Tensor) -> Tensor:
 # The codec
 
 
-def _one_rate(level: int | None) -> None:
-    if level not in (None, 1):
-        raise ValueError(f"the official McQuic weights have one rate; got level {level}")
-
-
 class McQuicOfficial(ImageCodecModel):
     """The official r0.1.17 McQuic ``Compressor`` with our coding interface (``compress``/``decompress``)."""
 
@@ -457,7 +452,7 @@ class McQuicOfficial(ImageCodecModel):
     @torch.no_grad()
     def compress(self, x: Tensor, level: int | None = None, features: None = None) -> list[bytes]:
         """Entropy-code one image [1, 3, H, W] in [0, 1]: one byte string per latent level, finest first (one rate)."""
-        _one_rate(level)
+        require_one_rate(level, "the official McQuic weights")
         if x.shape[0] != 1:
             raise ValueError("compress takes a single image")
         return [
@@ -468,7 +463,7 @@ class McQuicOfficial(ImageCodecModel):
     @torch.no_grad()
     def decompress(self, strings: list[bytes], height: int, width: int, level: int | None = None) -> Tensor:
         """Decode the byte strings of :meth:`compress` to an image [1, 3, height, width] in [0, 1]."""
-        _one_rate(level)
+        require_one_rate(level, "the official McQuic weights")
         if len(strings) != self.config.levels:
             raise ValueError(f"expected {self.config.levels} streams, got {len(strings)}")
         codes = []

@@ -66,7 +66,7 @@ from ..entropy import gaussian
 from ..entropy.tables import TOTAL, frequencies_to_table
 from ..errors import ModelError
 from . import CRA5_MODEL
-from .base import ClimateCodecModel
+from .base import ClimateCodecModel, require_one_rate
 from .config import JSONConfig
 
 MODEL_NAME = CRA5_MODEL  # as recorded in file headers
@@ -456,7 +456,7 @@ class VAEformerOfficial(ClimateCodecModel):
     @torch.no_grad()
     def compress(self, x: Tensor, level: int | None = None) -> list[bytes]:
         """Normalized fields [1, C, H, W] (``config.image_size``) -> ``[latent bytes, hyper-latent bytes]`` (upstream's order)."""
-        _one_rate(level)
+        require_one_rate(level, "the official CRA5 weights")
         self._check_shape(tuple(x.shape))
         y = self.posterior(x)[0]
         medians = self.medians()
@@ -470,7 +470,7 @@ class VAEformerOfficial(ClimateCodecModel):
     @torch.no_grad()
     def decompress(self, streams: list[bytes], shape: tuple[int, int], level: int | None = None) -> Tensor:
         """Inverse of :meth:`compress`: normalized fields [1, C, H, W]; ``shape`` is ``(H, W)``, ``config.image_size``."""
-        _one_rate(level)
+        require_one_rate(level, "the official CRA5 weights")
         self._check_shape((1, self.config.in_channels, *shape))
         if len(streams) != 2:
             raise ValueError(f"expected 2 streams (latent, hyper-latent), got {len(streams)}")
@@ -482,11 +482,6 @@ class VAEformerOfficial(ClimateCodecModel):
         y_symbols = gaussian.decode(streams[0], tables.scale_index(scales), tables)
         y_hat = torch.from_numpy(y_symbols).float().to(device).reshape(means.shape) + means
         return self.synthesis(y_hat.contiguous())  # contiguous: upstream's decompress hands g_s a plain NCHW latent
-
-
-def _one_rate(level: int | None) -> None:
-    if level not in (None, 1):
-        raise ValueError(f"the official CRA5 weights have one rate; got level {level}")
 
 
 def parameter_count(config: OfficialConfig) -> int:
