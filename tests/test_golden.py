@@ -37,25 +37,44 @@ def test_manifest_covers_every_shipped_model_and_format_version():
     assert any("records version 1" in e.get("note", "") for e in MANIFEST)
 
 
-@pytest.mark.parametrize("entry", MANIFEST, ids=[e["file"] for e in MANIFEST])
-def test_golden_file_decodes_as_committed(entry):
-    decoded = _decode(entry["file"])
-    expected_path = GOLDEN / entry["decoded"]
+def _assert_close_to_committed(decoded, expected_path: Path) -> None:  # noqa: ANN001 - array or Dataset
+    """The decode equals the committed one up to the float rounding of this CPU.
+
+    The entropy-coded indices decode exactly everywhere; the synthesis networks run in float32, whose
+    kernels round differently on other CPUs (AVX2 vs AVX-512), so a pixel may move by one level and a
+    climate value by a few float32 ulps.  Anything more is a real change.
+    """
     if expected_path.suffix == ".png":
-        expected = np.asarray(Image.open(expected_path))
+        expected = np.asarray(Image.open(expected_path)).astype(np.int16)
         assert isinstance(decoded, np.ndarray) and decoded.shape == expected.shape
-        np.testing.assert_array_equal(decoded, expected)
+        diff = np.abs(decoded.astype(np.int16) - expected)
+        assert diff.max() <= 1 and np.count_nonzero(diff) <= diff.size // 1000, f"{np.count_nonzero(diff)} pixels differ, up to {diff.max()}"
         return
     with np.load(expected_path) as expected:
         assert sorted(decoded.data_vars) == sorted(expected.files)
         for name in expected.files:
-            np.testing.assert_array_equal(decoded[name].values, expected[name], err_msg=name)
+            np.testing.assert_allclose(decoded[name].values, expected[name], rtol=1e-6, atol=1e-5 * float(np.nanstd(expected[name])), err_msg=name)
+
+
+@pytest.mark.parametrize("entry", MANIFEST, ids=[e["file"] for e in MANIFEST])
+def test_golden_file_decodes_as_committed(entry):
+    _assert_close_to_committed(_decode(entry["file"]), GOLDEN / entry["decoded"])
 
 
 @pytest.mark.parametrize("entry", [e for e in MANIFEST if "encode" in e], ids=[e["file"] for e in MANIFEST if "encode" in e])
-def test_encoding_again_gives_the_same_bytes(entry):
+def test_encoding_again_gives_the_same_file(entry):
+    """Byte-identical on the CPU that made the golden files; elsewhere float rounding may move a few
+    quantization decisions, so the file must keep its header and size and decode like the committed one."""
     data = codec.encode(str(GOLDEN / entry["input"]), **entry["encode"])
-    assert data == (GOLDEN / entry["file"]).read_bytes(), f"{entry['file']}: the bytes of a new encode changed"
+    committed = (GOLDEN / entry["file"]).read_bytes()
+    if data == committed:
+        return
+    new, old = container.unpack(data), container.unpack(committed)
+    assert (new.kind, new.model, new.shape, [n for n, _ in new.streams]) == (old.kind, old.model, old.shape, [n for n, _ in old.streams])
+    assert abs(len(data) - len(committed)) <= max(16, len(committed) // 50), f"{entry['file']}: {len(data)} bytes, committed {len(committed)}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", api.LostPackets)
+        _assert_close_to_committed(codec.decode(data), GOLDEN / entry["decoded"])
 
 
 @pytest.mark.parametrize("entry", [e for e in MANIFEST if "damage" in e], ids=[e["file"] for e in MANIFEST if "damage" in e])
