@@ -9,6 +9,7 @@ Python API::
     ds = codec.decode(codec.encode("era5.nc", max_abs_error=0.5))   # lazy xarray.Dataset (VAEformer)
     ds = codec.open_dataset("era5.cra")                             # the same, from a file
     tiny = codec.encode("photo.png", model="vqgan", bpp=0.03)        # highest VQGAN-cluster level <= 0.03 bpp
+    images = codec.ImageArchive("images.cpk")     # a `codec pack` folder as a torch Dataset: (tensor [C, H, W], name)
 
 ``import codec`` is cheap: torch, compressai and the models load on the first call that needs them.
 """
@@ -26,6 +27,9 @@ warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=Fu
 
 if TYPE_CHECKING:
     from .api import decode, encode, open_dataset
+    from .batch import encode_many
+    from .climate.training_data import ClimateArchive
+    from .datasets import ImageArchive
     from .describe import info
     from .registry import list_models
     from .registry import load as load_model
@@ -33,13 +37,16 @@ if TYPE_CHECKING:
 _LAZY = {
     "encode": ("api", "encode"),
     "decode": ("api", "decode"),
+    "encode_many": ("batch", "encode_many"),
     "info": ("describe", "info"),
     "open_dataset": ("api", "open_dataset"),
     "list_models": ("registry", "list_models"),
     "load_model": ("registry", "load"),
+    "ClimateArchive": ("climate.training_data", "ClimateArchive"),
+    "ImageArchive": ("datasets", "ImageArchive"),
 }
 
-__all__ = ["encode", "decode", "info", "open_dataset", "list_models", "load_model", "CodecError"]
+__all__ = ["encode", "encode_many", "decode", "info", "open_dataset", "list_models", "load_model", "ClimateArchive", "ImageArchive", "CodecError"]
 __version__ = "0.1.0"
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from . import container
-from .climate import GRIB_MAGIC, NETCDF_MAGICS
 from .climate import coding as climate_coding
+from .climate import is_climate_file
 from .describe import info  # noqa: F401 - part of this module's public API
 from .errors import InputError, ModelError
 from .image import coding as image_coding
@@ -24,20 +24,12 @@ from .image import resilient
 from .image.coding import LostPackets  # noqa: F401 - the warning decode() gives, part of this module's API
 from .image.packets import is_erasable
 
-CLIMATE_MAGICS = (*NETCDF_MAGICS, GRIB_MAGIC)
-
 
 def is_climate_input(obj: object) -> bool:
     """True for an ``xarray.Dataset`` or a path to a netCDF (classic or HDF5) or GRIB file."""
     if type(obj).__name__ == "Dataset" and type(obj).__module__.startswith("xarray"):
         return True
-    if not isinstance(obj, str | os.PathLike):
-        return False
-    try:
-        with open(obj, "rb") as f:
-            return f.read(8).startswith(CLIMATE_MAGICS)
-    except OSError:
-        return False
+    return isinstance(obj, str | os.PathLike) and is_climate_file(obj)
 
 
 def encode(

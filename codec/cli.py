@@ -1,4 +1,4 @@
-"""The ``codec`` command: encode, decode, damage, info, models, train.
+"""The ``codec`` command: encode, decode, pack, damage, info, models, train.
 
 Every user-facing failure is a :class:`codec.errors.CodecError` (or an OS error) printed as one line
 on stderr with exit status 1; usage errors exit with 2 (argparse).  No traceback, no partial file.
@@ -60,9 +60,24 @@ def _scheduler(spec: str | None) -> object:
         raise InputError(f"cannot reach the dask scheduler at {spec}: {exc}") from None
 
 
+def _cmd_encode_many(args: argparse.Namespace) -> None:
+    from . import batch  # dask, distributed and torch load inside, only where needed
+
+    result = batch.encode_many(
+        args.pattern, args.output, client=args.scheduler, workers=args.workers, steps_per_file=args.steps_per_file, force=args.force,
+        progress=not args.quiet and sys.stderr.isatty(), model=args.model, quality=args.quality, weights=args.weights, max_abs_error=args.max_abs_error,
+    )
+    for name, message in result.failed:
+        print(f"{name}: {message}", file=sys.stderr)
+    if not args.quiet:
+        print(result.summary())
+    if not result.ok:
+        raise InputError(f"{len(result.failed)} of {len(result.failed) + len(result.encoded) + len(result.skipped)} failed")
+
+
 def _cmd_decode(args: argparse.Namespace) -> None:
     fileio.check_output(args.input, args.output, args.force)
-    data = fileio.read_input(args.input)
+    data = _decode_source(args.input, args.entry)
     if container.unpack(data, erasable=is_erasable).kind == "image":  # refuse an unwritable suffix before decoding
         from .image.io import output_format
 
@@ -87,6 +102,33 @@ def _cmd_decode(args: argparse.Namespace) -> None:
     writer.write_netcdf(decoded, args.output)
 
 
+def _decode_source(path: str, entry: str | None) -> bytes:
+    """The codec file to decode: ``path`` itself, or entry ``entry`` of the image pack at ``path``."""
+    from .image import pack
+
+    if not pack.is_pack(path):
+        if entry is not None:
+            raise InputError(f"--entry reads image packs (codec pack); {path} is not one")
+        return fileio.read_input(path)
+    if entry is None:
+        raise InputError(f"{path} is an image pack: decode one image with --entry NAME (`codec info` lists them), or read them all with codec.ImageArchive")
+    return pack.entry_bytes(path, entry)
+
+
+def _cmd_pack(args: argparse.Namespace) -> None:
+    from .image import pack
+
+    def progress(done: int, total: int, name: str) -> None:
+        print(f"\r[{done}/{total}] {name}\033[K", end="" if done < total else "\n", file=sys.stderr, flush=True)
+
+    summary = pack.pack(
+        args.input, args.output, model=args.model, quality=args.quality, bpp=args.bpp, weights=args.weights,
+        append=args.append, force=args.force, progress=progress if not args.quiet and sys.stderr.isatty() else None,
+    )
+    if not args.quiet:
+        print(json.dumps(summary))
+
+
 def _cmd_damage(args: argparse.Namespace) -> None:
     fileio.check_output(args.input, args.output, args.force)
     data = fileio.read_input(args.input)
@@ -97,9 +139,9 @@ def _cmd_damage(args: argparse.Namespace) -> None:
 
 
 def _cmd_info(args: argparse.Namespace) -> None:
-    from .describe import info  # header and tables only: no torch, no model
+    from .describe import info_file  # header and tables only: no torch, no model
 
-    print(json.dumps(info(fileio.read_input(args.input)), indent=2))
+    print(json.dumps(info_file(args.input), indent=2))
 
 
 def _cmd_models(args: argparse.Namespace) -> None:
@@ -230,14 +272,47 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     enc.set_defaults(func=_cmd_encode)
 
+    many = sub.add_parser(
+        "encode-many", help="compress many files on dask.distributed: images to OUTDIR/<stem>.bin, netCDF/GRIB to OUTDIR/<stem>.cra (resumable)"
+    )
+    many.add_argument("pattern", metavar="GLOB", help="quoted glob of input files, e.g. 'data/**/*.nc' (** recurses)")
+    many.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder of the outputs (created if missing)")
+    many.add_argument("--workers", type=_positive_int, default=None, help="local worker processes (default: CPUs / CODEC_THREADS)")
+    many.add_argument("--scheduler", default=None, metavar="ADDRESS", help="run on an existing dask cluster (tcp://...) instead of a local one")
+    many.add_argument("--model", default=None, help="model name, as for encode")
+    many.add_argument("--quality", "--level", dest="quality", type=_positive_int, default=None, help="quality level, as for encode")
+    many.add_argument("--max-abs-error", default=None, help="climate files: guaranteed pointwise bound, as for encode (images ignore it)")
+    many.add_argument("--weights", default=None, help="weights to use instead of the shipped ones, as for encode")
+    many.add_argument(
+        "--steps-per-file", type=_positive_int, default=None, metavar="N",
+        help="cut each climate file along its time dimension into archives of N steps: OUTDIR/<stem>.t000000-000023.cra",
+    )
+    many.add_argument("-f", "--force", action="store_true", help="encode again outputs that exist (default: skip intact ones)")
+    many.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary (failures are still listed)")
+    many.set_defaults(func=_cmd_encode_many)
+
     dec = sub.add_parser("decode", help="decompress: images to the suffix's format (PNG recommended), climate data to netCDF")
     dec.add_argument("input")
     dec.add_argument("-o", "--output", required=True)
     dec.add_argument("--weights", default=None, help="the weights the file was encoded with, if not shipped ones")
     dec.add_argument("--no-recover", action="store_true", help="resilient vqgan files: fill lost indices naively, no recovery transformer")
     dec.add_argument("--recovery-weights", default=None, help="recovery transformer weights (default: the shipped one)")
+    dec.add_argument("--entry", default=None, metavar="NAME", help="image packs (codec pack): the entry to decode")
     dec.add_argument("-f", "--force", action="store_true", help="overwrite OUTPUT if it exists")
     dec.set_defaults(func=_cmd_decode)
+
+    pk = sub.add_parser("pack", help="compress a folder or glob of images into one indexed pack (a PyTorch dataset: codec.ImageArchive)")
+    pk.add_argument("input", help="folder (searched recursively), quoted glob such as 'photos/**/*.jpg', or one image")
+    pk.add_argument("-o", "--output", required=True, help="pack to write (e.g. images.cpk)")
+    pk.add_argument("--model", default=None, help="image model (default mcquic); see `codec models`")
+    pk.add_argument("--quality", "--level", dest="quality", type=_positive_int, default=None, help="quality level, as for encode")
+    pk.add_argument("--bpp", type=float, default=None, help="ladder models: per image, the highest level of at most this many bits per pixel")
+    pk.add_argument("--weights", default=None, help="weights to use instead of the shipped ones (ImageArchive then needs them too)")
+    again = pk.add_mutually_exclusive_group()
+    again.add_argument("--append", action="store_true", help="add the images the pack does not hold yet (resumes an interrupted pack, repairs a torn one)")
+    again.add_argument("-f", "--force", action="store_true", help="overwrite OUTPUT if it exists")
+    pk.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    pk.set_defaults(func=_cmd_pack)
 
     dmg = sub.add_parser("damage", help="simulate a lossy channel: erase a fraction of a resilient file's packets")
     dmg.add_argument("input")

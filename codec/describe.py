@@ -7,16 +7,22 @@ read with the CRA5 layout code).
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
-from . import container
+from . import container, fileio
 from .errors import FormatError
+from .image import pack
 from .image.packets import is_erasable
 from .models import CRA5_MODEL
 
 
 def info(data: bytes) -> dict:
-    """What a compressed file holds: kind, model, shape, bytes, bpp (images) or variables and ratio (climate)."""
+    """What a compressed file holds: kind, model, shape, bytes, bpp (images) or variables and ratio (climate);
+    for an image pack (``codec pack``) its entries, bytes, mean bpp and models."""
+    if pack.looks_like_pack(data):
+        return pack.describe(bytes(data))
     c = container.unpack(bytes(data), erasable=is_erasable)
     if c.kind == "climate":
         return _climate_info(c, len(data))
@@ -38,6 +44,13 @@ def info(data: bytes) -> dict:
         "streams": {name: len(s) for name, s in c.streams},
         "format_version": c.version,
     }
+
+
+def info_file(path: str | os.PathLike) -> dict:
+    """:func:`info` of a file on disk; an image pack is described from its index without reading its entries."""
+    if pack.is_pack(path):
+        return pack.describe(path)
+    return info(fileio.read_input(path))
 
 
 def _climate_info(c: container.Container, size: int) -> dict:

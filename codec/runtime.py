@@ -18,9 +18,28 @@ DEFAULT_THREADS = 2
 """Torch threads used for inference.  Fixed (not the caller's setting) so bytes and decodes are
 identical whatever ``torch.set_num_threads`` says; override with the ``CODEC_THREADS`` variable."""
 
+_forked = False  # True in a process forked from one that imported the codec (e.g. a DataLoader worker)
+
+
+def _mark_forked() -> None:
+    global _forked
+    _forked = True
+
+
+os.register_at_fork(after_in_child=_mark_forked)
+
 
 def codec_threads() -> int:
-    """The codec's own torch thread count (``CODEC_THREADS``, default 2)."""
+    """The codec's own torch thread count (``CODEC_THREADS``, default 2); 1 in a forked process.
+
+    A process forked after its parent ran a multi-threaded torch op cannot use OpenMP threads (the
+    parent's pool does not exist in the child, and the op hangs), so forked children such as
+    ``DataLoader`` workers code on one thread.  Climate fields decode identically; image pixels may
+    differ from a two-thread decode by float rounding (use ``multiprocessing_context="spawn"`` for
+    bit-identical pixels in workers).
+    """
+    if _forked:
+        return 1
     try:
         return max(1, int(os.environ.get("CODEC_THREADS", DEFAULT_THREADS)))
     except ValueError:

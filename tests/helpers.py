@@ -24,6 +24,15 @@ class Payload:
         return (_record, ("pwned",))
 
 
+def run_cli(capsys, *args) -> tuple[int, str, str]:  # noqa: ANN001 - pytest's capsys fixture
+    """Run ``codec ARGS`` in-process: ``(exit code, stdout, stderr)``."""
+    from codec.cli import main
+
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def assert_one_line_error(code: int, err: str, pattern: str) -> None:
     """The CLI failed with exit code 1 and one ``codec: error:`` line containing ``pattern``, no traceback."""
     lines = err.strip().splitlines()

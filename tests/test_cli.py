@@ -10,14 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from codec.cli import main
 from tests.helpers import assert_one_line_error
-
-
-def run(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.helpers import run_cli as run
 
 
 @pytest.fixture()

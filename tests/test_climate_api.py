@@ -16,6 +16,7 @@ from codec.checkpoint import save_weights
 from codec.cli import main
 from codec.errors import InputError, ModelError
 from codec.models.vaeformer import TINY, VAEformer
+from tests.helpers import run_cli as run
 
 
 @pytest.fixture(scope="module")
@@ -57,11 +58,6 @@ def era5(tmp_path):
     ds.to_netcdf(path)
     return path
 
-
-def run(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_cli_round_trip_keeps_structure(capsys, era5, tmp_path, vf_weights):
@@ -248,6 +244,7 @@ def test_lazy_dataset_pickles_for_dask_processes(era5, vf_weights):
 
 def test_grib_end_to_end_with_groups_and_short_bound_names(capsys, tmp_path, vf_weights):
     from tests.helpers import grib_message
+    from tests.helpers import run_cli as run
 
     rng = np.random.default_rng(2)
     fields = [280 + rng.normal(0, 3, (9, 24)) for _ in range(3)]

@@ -20,7 +20,6 @@ import xarray as xr
 import codec
 from codec import container, registry, runtime
 from codec.checkpoint import weights_hash
-from codec.cli import main
 from codec.climate import archive, cra5_archive, cra5_layout, cra5_source, dataset, storage, writer
 from codec.errors import InputError, ModelError
 from codec.models.vaeformer_official import (
@@ -32,6 +31,7 @@ from codec.models.vaeformer_official import (
 )
 from tests.cra5_helpers import official_file, tiny_model
 from tests.helpers import assert_one_line_error
+from tests.helpers import run_cli as run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -89,11 +89,6 @@ def era5(tmp_path):
     era5_dataset().to_netcdf(path)
     return path
 
-
-def run(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def network_input(ds: xr.Dataset, step: int) -> np.ndarray:

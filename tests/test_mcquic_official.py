@@ -19,7 +19,6 @@ from PIL import Image
 import codec
 from codec import registry, runtime
 from codec.checkpoint import read_metadata, weights_hash
-from codec.cli import main
 from codec.entropy.tables import TOTAL, frequencies_to_table
 from codec.errors import ModelError
 from codec.models import mcquic_official
@@ -36,6 +35,7 @@ from codec.models.mcquic_official import (
     to_pixels,
 )
 from tests.helpers import EXECUTED, Payload, assert_one_line_error
+from tests.helpers import run_cli as run
 
 # ------------------------------------------------------------------------------------------------
 # The r0.1.17 key layout, enumerated from mcquic/modules/compressor.py, quantizer.py, nn/blocks.py
@@ -141,11 +141,6 @@ def image() -> np.ndarray:
     smooth = np.stack([np.sin(x / 7) * 0.4 + 0.5, y / 37, (x + y) / 98], axis=2)
     return np.clip(smooth * 255 + rng.normal(0, 8, smooth.shape), 0, 255).astype(np.uint8)
 
-
-def run(capsys, *args):
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 

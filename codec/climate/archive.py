@@ -34,7 +34,7 @@ import xarray as xr
 from .. import container
 from ..errors import CorruptStreamError, FormatError, InputError
 from ..models.vaeformer import LevelCoder
-from . import dataset, errorbound, fieldcodec, skeleton, storage
+from . import dataset, errorbound, fieldcodec, masks, skeleton, storage
 from .grid import GridVariable
 from .variables import described_variables, grid_variables
 
@@ -53,10 +53,9 @@ class _Masks:
     def add(self, missing: np.ndarray) -> int:
         if not missing.any():
             return 0
-        packed = np.packbits(missing.ravel()).tobytes()
-        key = hashlib.sha1(packed + str(missing.shape).encode()).digest()
+        key = hashlib.sha1(np.packbits(missing.ravel()).tobytes() + str(missing.shape).encode()).digest()
         if key not in self.ids:
-            self.blobs.append(zlib.compress(packed, 9))
+            self.blobs.append(masks.pack_missing(missing))
             self.ids[key] = len(self.blobs)
         return self.ids[key]
 
@@ -283,14 +282,7 @@ class CompressedArchive:
             return np.ones(shape, bool)
         if mask_id > len(self.masks):
             raise CorruptStreamError("field refers to a missing mask")
-        n = shape[0] * shape[1]
-        try:
-            bits = np.frombuffer(zlib.decompressobj().decompress(self.masks[mask_id - 1], (n + 7) // 8 + 1), np.uint8)
-        except zlib.error:
-            raise CorruptStreamError("mask is corrupt") from None
-        if bits.size != (n + 7) // 8:
-            raise CorruptStreamError("mask does not match the field shape")
-        return ~np.unpackbits(bits, count=n).astype(bool).reshape(shape)
+        return masks.unpack_valid(self.masks[mask_id - 1], shape)
 
     def field(self, var: GridVariable, index: int) -> np.ndarray:
         """Decoded field ``index`` (C order of the leading dims) of ``var``: float64 with NaN."""
@@ -302,6 +294,16 @@ class CompressedArchive:
         with self._lock:
             out = self._run(lambda: fieldcodec.decode(self.net, record, spec, valid))
         return out
+
+    def field_moments(self, name: str) -> np.ndarray:
+        """``[n_fields, 2]``: each field's mean and standard deviation over its valid points, from the record
+        headers alone (no decoding); NaN mean for a field without a valid point."""
+        i = self._position[name]
+        stream = self.container.stream(f"v{i}")
+        head = struct.Struct("<dd")
+        if any(end - start < head.size for _, start, end in self.records[i]):
+            raise CorruptStreamError("field record truncated")
+        return np.array([head.unpack_from(stream, start) for _, start, _ in self.records[i]], np.float64).reshape(-1, 2)
 
     def dataset(self) -> xr.Dataset:
         """The lazily decoded dataset."""

@@ -53,11 +53,16 @@ def _progress_bar(items, total: int, unit: str = "field"):  # noqa: ANN001, ANN2
     return tqdm(items, total=total, unit=unit, desc="encode", leave=False)
 
 
-def open_container(c: container.Container, weights: str | os.PathLike | None = None):  # noqa: ANN201
-    """The lazily decoded ``xarray.Dataset`` (``DataTree`` for grouped sources) of a climate container."""
+def open_archive(c: container.Container, weights: str | os.PathLike | None = None):  # noqa: ANN201
+    """The random-access reader of a climate container (:class:`archive.CompressedArchive`, or the CRA5 one)."""
     from . import archive, cra5_archive
 
     loaded = model_for(c, weights)
     if loaded.spec.name == CRA5_MODEL:
-        return cra5_archive.Cra5Archive(c, loaded.model, run).dataset()
-    return archive.CompressedArchive(c, loaded.model.at_level(loaded.quality), run).dataset()
+        return cra5_archive.Cra5Archive(c, loaded.model, run)
+    return archive.CompressedArchive(c, loaded.model.at_level(loaded.quality), run)
+
+
+def open_container(c: container.Container, weights: str | os.PathLike | None = None):  # noqa: ANN201
+    """The lazily decoded ``xarray.Dataset`` (``DataTree`` for grouped sources) of a climate container."""
+    return open_archive(c, weights).dataset()
