@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from codec import registry
+from codec import catalog
 from codec.checkpoint import read_metadata
 
 ROOT = Path(__file__).resolve().parent.parent
 SUMMARY = ROOT / "benchmarks" / "results" / "kodak_summary.json"
-CARD = registry.CHECKPOINTS / "mcquic.md"
+CARD = catalog.CHECKPOINTS / "mcquic.md"
 
 HEADER = """# McQuic checkpoint (`mcquic.safetensors`, quality levels 1..{top})
 
@@ -108,7 +108,7 @@ def kodak_points() -> dict[int, dict]:
 
 def main() -> None:
     """Write the card."""
-    path = registry.checkpoint_path("mcquic", 1)
+    path = catalog.checkpoint_path("mcquic", 1)
     meta = read_metadata(path)
     train, config = json.loads(meta["train"]), json.loads(meta["config"])
     val = json.loads(meta.get("validation", "{}"))

@@ -43,7 +43,7 @@ from vqgan_kodak import quality  # noqa: E402
 
 sys.path.insert(0, str(REPO_ROOT))
 import codec  # noqa: E402
-from codec import api, container, registry  # noqa: E402
+from codec import api, catalog, container, registry  # noqa: E402
 from codec.image import resilient  # noqa: E402
 from codec.models.recovery import RecoveryTransformer, interpolate_holes, load_recovery  # noqa: E402
 from codec.models.vqgan_cluster import LadderLevel, VQGANCluster  # noqa: E402
@@ -61,7 +61,7 @@ def received(data: bytes, model: VQGANCluster, level: int) -> tuple[Tensor, Tens
 
 def shipped_recovery() -> RecoveryTransformer:
     """The shipped recovery network of the shipped VQGAN-cluster ladder."""
-    return load_recovery(registry.CHECKPOINTS / registry.get_spec("vqgan").recovery)[0]
+    return load_recovery(catalog.CHECKPOINTS / registry.get_spec("vqgan").recovery)[0]
 
 
 def decoded(model: VQGANCluster, latent: Tensor, shape: tuple[int, ...]) -> np.ndarray:
@@ -99,7 +99,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS_DIR / "recovery_kodak"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    rec_path = Path(args.recovery) if args.recovery else registry.CHECKPOINTS / registry.get_spec("vqgan").recovery
+    rec_path = Path(args.recovery) if args.recovery else catalog.CHECKPOINTS / registry.get_spec("vqgan").recovery
     net, ladder_hash = load_recovery(rec_path)
     if ladder_hash != registry.load("vqgan", 1, args.weights).weights_hash:
         sys.exit(f"{rec_path} was trained on another ladder than {args.weights or 'the shipped vqgan'}")

@@ -28,10 +28,10 @@ warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=Fu
 if TYPE_CHECKING:
     from .api import decode, encode, open_dataset
     from .batch import encode_many
+    from .catalog import list_models
     from .climate.training_data import ClimateArchive
     from .datasets import ImageArchive
     from .describe import info
-    from .registry import list_models
     from .registry import load as load_model
 
 _LAZY = {
@@ -40,7 +40,7 @@ _LAZY = {
     "encode_many": ("batch", "encode_many"),
     "info": ("describe", "info"),
     "open_dataset": ("api", "open_dataset"),
-    "list_models": ("registry", "list_models"),
+    "list_models": ("catalog", "list_models"),
     "load_model": ("registry", "load"),
     "ClimateArchive": ("climate.training_data", "ClimateArchive"),
     "ImageArchive": ("datasets", "ImageArchive"),

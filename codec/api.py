@@ -64,12 +64,12 @@ def encode(
     """
     if is_climate_input(data):
         if bpp is not None or packet_rows is not None or packet_lattice is not None or packet_parity is not None:
-            raise InputError("--bpp, --packet-rows, --packet-lattice and --parity apply to images, not climate data")
+            raise InputError("bpp, packet_rows, packet_lattice and packet_parity (--bpp, --packet-rows, --packet-lattice, --parity) apply to images, not climate data")
         return climate_coding.encode(data, model, quality, weights, max_abs_error, progress, scheduler, workers)
     if scheduler is not None:
         raise InputError("dask scheduling applies to climate archives, not images")
     if max_abs_error is not None:
-        raise InputError("--max-abs-error applies to climate data, not images")
+        raise InputError("max_abs_error (--max-abs-error) applies to climate data, not images")
     if bpp is not None and quality is not None:
         raise InputError("give either a quality/level or a target bpp, not both")
     if bpp is not None and not bpp > 0:
@@ -78,9 +78,9 @@ def encode(
 
 
 def decode(  # noqa: ANN201 - array or Dataset
-    data: bytes, weights: str | os.PathLike | None = None, recover: bool = True, recovery_weights: str | os.PathLike | None = None
+    data: bytes | container.Container, weights: str | os.PathLike | None = None, recover: bool = True, recovery_weights: str | os.PathLike | None = None
 ):
-    """Decompress bytes from :func:`encode`.
+    """Decompress bytes from :func:`encode` (or their container, as ``container.unpack(data, erasable=is_erasable)`` reads it).
 
     Images give uint8 pixels [H, W] (L) or [H, W, C] (LA, RGB, RGBA); climate files give a lazily
     decoded ``xarray.Dataset`` (each field is decoded when its values are first needed), or an
@@ -94,7 +94,7 @@ def decode(  # noqa: ANN201 - array or Dataset
     """
     if recovery_weights is not None and not Path(recovery_weights).is_file():
         raise ModelError(f"recovery weights not found: {recovery_weights}")
-    c = container.unpack(bytes(data), erasable=is_erasable)
+    c = data if isinstance(data, container.Container) else container.unpack(bytes(data), erasable=is_erasable)
     if c.kind == "climate":
         return climate_coding.open_container(c, weights)
     return image_coding.decode(c, weights, recover, recovery_weights)

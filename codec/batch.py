@@ -192,7 +192,7 @@ def jobs_of(source: Path, outdir: Path, steps_per_file: int | None) -> list[Job]
     if steps_per_file is None:
         return [Job(source, outdir / f"{source.stem}{'.cra' if climate else '.bin'}", climate, size)]
     if not climate:
-        raise InputError("--steps-per-file applies to netCDF and GRIB files, not images")
+        raise InputError("steps_per_file (--steps-per-file) applies to netCDF and GRIB files, not images")
     count = time_steps(source)
     starts = range(0, count, steps_per_file)
     return [

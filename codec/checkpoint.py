@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from .catalog import read_metadata
 from .errors import ModelError
 from .fileio import write_atomic_with
 
@@ -48,15 +49,6 @@ def save_weights(model: torch.nn.Module, path: str | os.PathLike, metadata: dict
     meta["weights_hash"] = weights_hash(state)
     atomic_save(state, path, meta)
     return meta["weights_hash"]
-
-
-def read_metadata(path: str | os.PathLike) -> dict[str, str]:
-    """The string metadata of a safetensors file."""
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return dict(f.metadata() or {})
-    except (OSError, SafetensorError) as exc:
-        raise ModelError(f"cannot read weights {path}: {exc}") from None
 
 
 def load_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -77,8 +77,8 @@ def _cmd_encode_many(args: argparse.Namespace) -> None:
 
 def _cmd_decode(args: argparse.Namespace) -> None:
     fileio.check_output(args.input, args.output, args.force)
-    data = _decode_source(args.input, args.entry)
-    if container.unpack(data, erasable=is_erasable).kind == "image":  # refuse an unwritable suffix before decoding
+    c = container.unpack(_decode_source(args.input, args.entry), erasable=is_erasable)  # parsed once, decoded below
+    if c.kind == "image":  # refuse an unwritable suffix before decoding
         from .image.io import output_format
 
         output_format(args.output)
@@ -88,7 +88,7 @@ def _cmd_decode(args: argparse.Namespace) -> None:
 
     with warnings.catch_warnings(record=True) as notes:
         warnings.simplefilter("always", api.LostPackets)
-        decoded = api.decode(data, weights=args.weights, recover=not args.no_recover, recovery_weights=args.recovery_weights)
+        decoded = api.decode(c, weights=args.weights, recover=not args.no_recover, recovery_weights=args.recovery_weights)
     for note in notes:
         if issubclass(note.category, api.LostPackets):
             print(f"codec: note: {note.message}", file=sys.stderr)
@@ -145,9 +145,9 @@ def _cmd_info(args: argparse.Namespace) -> None:
 
 
 def _cmd_models(args: argparse.Namespace) -> None:
-    from . import registry
+    from .catalog import list_models  # file sizes and safetensors headers only: no torch, no model
 
-    rows = registry.list_models()
+    rows = list_models()
     if args.json:
         print(json.dumps(rows, indent=2))
         return

@@ -70,13 +70,13 @@ def model_for(c: container.Container, weights: str | os.PathLike | None) -> regi
     if not isinstance(name, str) or not isinstance(digest, str):
         raise FormatError("header does not identify the model")
     if weights is None and not isinstance(quality, int):
-        raise ModelError(f"file was encoded with custom {name} weights ({digest}); pass them with --weights")
+        raise ModelError(f"file was encoded with custom {name} weights ({digest}); pass them as weights (--weights)")
     loaded = registry.load(name, quality, weights)
     if loaded.spec.name != name:
         raise ModelError(f"file needs model {name}, weights are for {loaded.spec.name}")
     if loaded.weights_hash != digest:
         source = weights or f"the shipped {name} q{quality}"
-        hint = "" if weights else "; pass the weights it was made with (--weights)"
+        hint = "" if weights else "; pass the weights it was made with as weights (--weights)"
         raise ModelError(f"file was encoded with {name} weights {digest}, but {source} has {loaded.weights_hash}{hint}")
     return loaded
 

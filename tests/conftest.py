@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from codec import registry
+from codec import catalog, registry
 from codec.checkpoint import save_weights
 from codec.models.mcquic import TINY, McQuic, McQuicConfig
 
@@ -40,7 +40,7 @@ def full_weights(tmp_path_factory) -> Path:
 def shipped(tmp_path, monkeypatch) -> Path:
     """A checkpoint folder with a tiny mcquic ladder (levels 1 and 2), installed as the shipped one."""
     make_weights(tmp_path / "mcquic.safetensors", TINY)
-    monkeypatch.setattr(registry, "CHECKPOINTS", tmp_path)
+    monkeypatch.setattr(catalog, "CHECKPOINTS", tmp_path)
     registry._load_file.cache_clear()
     return tmp_path
 

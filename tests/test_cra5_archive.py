@@ -246,10 +246,10 @@ def test_weights_and_option_errors(capsys, era5, ckpt, tmp_path):
     cra = tmp_path / "x.cra"
     assert run(capsys, "encode", era5, "-o", cra, "--weights", ckpt, "-q")[0] == 0
     cases = [
-        (("decode", cra, "-o", tmp_path / "a.nc"), "pass them with --weights"),
+        (("decode", cra, "-o", tmp_path / "a.nc"), "pass them as weights (--weights)"),
         (("encode", era5, "-o", tmp_path / "b.cra", "--weights", ckpt, "--model", "vaeformer"), "holds weights of 'vaeformer-official'"),
-        (("encode", era5, "-o", tmp_path / "c.cra", "--weights", ckpt, "--quality", "2"), "--quality does not apply"),
-        (("encode", era5, "-o", tmp_path / "d.cra", "--weights", ckpt, "--dask", "threads"), "--dask does not apply"),
+        (("encode", era5, "-o", tmp_path / "c.cra", "--weights", ckpt, "--quality", "2"), "quality (--quality) does not apply"),
+        (("encode", era5, "-o", tmp_path / "d.cra", "--weights", ckpt, "--dask", "threads"), "scheduler (--dask) does not apply"),
     ]
     other = tmp_path / "other.pth"
     torch.save(official_file(tiny_model(seed=3)), other)

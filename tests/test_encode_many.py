@@ -105,7 +105,7 @@ def test_steps_per_file_cuts_along_time(tmp_path, photo, vf_weights, capsys, clu
         capsys, "encode-many", tmp_path / "*.*", "-o", tmp_path / "out", "--steps-per-file", 2, "--scheduler", cluster.scheduler_address,
         "--weights", vf_weights, "--max-abs-error", 0.5,
     )
-    assert code == 1 and err.splitlines()[0] == f"{png}: --steps-per-file applies to netCDF and GRIB files, not images", err
+    assert code == 1 and err.splitlines()[0] == f"{png}: steps_per_file (--steps-per-file) applies to netCDF and GRIB files, not images", err
     assert out.startswith("encoded 3, skipped 0, failed 1;")
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert names == ["big.t000000-000001.cra", "big.t000002-000003.cra", "big.t000004-000004.cra"]

@@ -282,7 +282,7 @@ def test_cli_round_trip(capsys, tmp_path, ckpt, image):
     code, _, _ = run(capsys, "decode", binf, "-o", outf, "--weights", ckpt)
     assert code == 0 and np.asarray(Image.open(outf)).shape == image.shape
     code, _, err = run(capsys, "decode", binf, "-o", tmp_path / "y.png")
-    assert_one_line_error(code, err, "pass them with --weights")
+    assert_one_line_error(code, err, "pass them as weights (--weights)")
     code, _, err = run(capsys, "encode", png, "-o", tmp_path / "v.bin", "--weights", ckpt, "--model", "vqgan")
     assert_one_line_error(code, err, "holds weights of 'mcquic-official', not 'vqgan'")
 

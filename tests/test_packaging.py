@@ -5,7 +5,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from codec import registry
+from codec import catalog
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -17,7 +17,7 @@ def test_wheel_contains_checkpoints_cards_and_entry_point(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     names = set(zipfile.ZipFile(next(tmp_path.glob("codec-*.whl"))).namelist())
-    shipped = sorted(p.name for p in registry.CHECKPOINTS.glob("*") if p.suffix in (".safetensors", ".md"))
+    shipped = sorted(p.name for p in catalog.CHECKPOINTS.glob("*") if p.suffix in (".safetensors", ".md"))
     assert shipped, "no shipped checkpoints or model cards"
     assert {f"codec/checkpoints/{n}" for n in shipped} <= names
     entry = next(n for n in names if n.endswith("entry_points.txt"))

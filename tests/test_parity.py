@@ -153,7 +153,7 @@ def test_cli_parity_and_bad_arguments(tiny_ladder, image, tmp_path, capsys):
     assert main(["decode", str(tmp_path / "d.bin"), "-o", str(tmp_path / "d.png"), "--weights", str(tiny_ladder)]) == 0
     assert "rebuilt exactly" in capsys.readouterr().err
     before = sorted(tmp_path.iterdir())
-    for extra, message in ((["--parity", "0.2"], "--parity needs --packet-rows"), (["--packet-rows", "2", "--parity", "0"], r"\(0, 1\]"),
+    for extra, message in ((["--parity", "0.2"], r"packet_parity \(--parity\) needs packet_rows \(--packet-rows\)"), (["--packet-rows", "2", "--parity", "0"], r"\(0, 1\]"),
                            (["--packet-rows", "2", "--parity", "2"], r"\(0, 1\]")):
         assert main([*base, "-f", *extra]) == 1
         err = capsys.readouterr().err

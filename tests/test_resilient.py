@@ -13,7 +13,7 @@ import xarray as xr
 from PIL import Image
 
 import codec
-from codec import api, container, registry
+from codec import api, catalog, container, registry
 from codec.checkpoint import read_metadata, save_weights
 from codec.cli import main
 from codec.errors import CorruptStreamError, FormatError, InputError, ModelError
@@ -108,7 +108,7 @@ def test_packet_lattice_is_chosen_by_the_caller(tiny_ladder, image, tmp_path, ca
     assert codec.info(data)["packet_lattice"] == 3
     plain = codec.encode(image, model="vqgan", quality=3, weights=tiny_ladder)
     assert np.array_equal(codec.decode(data, weights=tiny_ladder), codec.decode(plain, weights=tiny_ladder))
-    with pytest.raises(InputError, match="needs --packet-rows"):
+    with pytest.raises(InputError, match=r"packet_lattice \(--packet-lattice\) needs packet_rows"):
         codec.encode(image, model="vqgan", quality=3, weights=tiny_ladder, packet_lattice=2)
     climate = xr.Dataset({"t": (("lat", "lon"), np.zeros((4, 4), np.float32))})
     with pytest.raises(InputError, match="apply to images"):
@@ -197,7 +197,7 @@ def test_recovered_decode_ignores_the_callers_thread_count(tiny_ladder, recovery
 
 
 def test_shipped_recovery_is_listed_and_used_by_default(tiny_ladder, recovery_weights, image, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(registry, "CHECKPOINTS", tmp_path)
+    monkeypatch.setattr(catalog, "CHECKPOINTS", tmp_path)
     (tmp_path / "vqgan.safetensors").write_bytes(tiny_ladder.read_bytes())
     damaged = api.damage(codec.encode(image, model="vqgan", quality=2, packet_rows=2), 0.3, seed=1)
     with pytest.warns(api.LostPackets, match="most frequent codeword"):  # no recovery weights shipped

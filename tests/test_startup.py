@@ -53,6 +53,12 @@ def test_cheap_cli_failures_are_light(tmp_path, command):
         assert heavy == [], f"{command} {source.name} imported {heavy}"
 
 
+def test_model_listing_is_light():
+    """``codec models`` (text and JSON) and ``codec.list_models()`` read checkpoint sizes and headers only."""
+    code = "import codec, codec.cli\nassert codec.list_models()\nassert codec.cli.main(['models']) == 0\nassert codec.cli.main(['models', '--json']) == 0"
+    assert _heavy_modules_after(code) == []
+
+
 def test_lazy_public_api_resolves():
     import codec
 

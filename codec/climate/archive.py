@@ -205,7 +205,7 @@ def check_bound_names(bounds: dict[str, float] | float | None, variables: list[G
         unknown = set(bounds) - names
         if unknown:
             known = ", ".join(sorted(v.name for v in variables))
-            raise InputError(f"--max-abs-error names unknown variables: {', '.join(sorted(unknown))} (variables: {known})")
+            raise InputError(f"max_abs_error (--max-abs-error) names unknown variables: {', '.join(sorted(unknown))} (variables: {known})")
 
 
 def variables_stream(described: list[dict]) -> bytes:

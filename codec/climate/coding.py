@@ -39,9 +39,9 @@ def _encode_cra5(data, loaded: registry.LoadedModel, quality, bounds, progress: 
     from . import cra5_archive, dataset
 
     if quality is not None:
-        raise InputError(f"--quality does not apply to {CRA5_MODEL}: the published weights have one rate")
+        raise InputError(f"quality (--quality) does not apply to {CRA5_MODEL}: the published weights have one rate")
     if scheduler is not None:
-        raise InputError(f"--dask does not apply to {CRA5_MODEL}: it codes one time step (all channels) at a time")
+        raise InputError(f"scheduler (--dask) does not apply to {CRA5_MODEL}: it codes one time step (all channels) at a time")
     bar = partial(_progress_bar, unit="step") if progress else None
     with dataset.open_source(data) as source, inference():
         return cra5_archive.encode(source, loaded.model, model_id(loaded), bounds=bounds, progress=bar)

@@ -55,7 +55,7 @@ def parse_bounds(text: str | float | dict | None) -> dict[str, float] | float | 
         try:
             text = float(text) if "=" not in text else {k.strip(): float(v) for k, v in (p.split("=", 1) for p in text.split(","))}
         except ValueError:
-            raise ValueError(f"--max-abs-error must be a number or NAME=NUMBER,...; got {text!r}") from None
+            raise ValueError(f"max_abs_error (--max-abs-error) must be a number or NAME=NUMBER,...; got {text!r}") from None
     values = list(text.values()) if isinstance(text, dict) else [text]
     if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v) and v > 0 for v in values):
         raise ValueError("error bounds must be positive finite numbers")

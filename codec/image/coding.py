@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import container, registry
+from .. import catalog, container, registry
 from ..errors import CorruptStreamError, FormatError, InputError, ModelError
 from ..models.base import ImageCodecModel
 from ..models.mcquic import pad_to_multiple
@@ -41,12 +41,12 @@ def encode(
     if loaded.spec.kind != "image":
         raise InputError(f"model {loaded.spec.name} does not compress images")
     if bpp is not None and not loaded.spec.ladder:
-        raise InputError(f"--bpp needs a model with a bitrate ladder (mcquic, vqgan), not {loaded.spec.name}")
+        raise InputError(f"bpp (--bpp) needs a model with a bitrate ladder (mcquic, vqgan), not {loaded.spec.name}")
     if packet_rows is not None and not loaded.spec.packets:
-        raise InputError(f"--packet-rows needs a model with resilient packets (vqgan), not {loaded.spec.name}")
-    for given, flag in ((packet_lattice, "--packet-lattice"), (packet_parity, "--parity")):
+        raise InputError(f"packet_rows (--packet-rows) needs a model with resilient packets (vqgan), not {loaded.spec.name}")
+    for given, name in ((packet_lattice, "packet_lattice (--packet-lattice)"), (packet_parity, "packet_parity (--parity)")):
         if given is not None and packet_rows is None:
-            raise InputError(f"{flag} needs --packet-rows")
+            raise InputError(f"{name} needs packet_rows (--packet-rows)")
     layout = None if packet_rows is None else resilient.PacketLayout(packet_rows, resilient.LATTICE if packet_lattice is None else packet_lattice)
     rgb, alpha = io.split_alpha(pixels)
     h, w = rgb.shape[:2]
@@ -166,7 +166,7 @@ def _load_recovery(path: str, mtime_ns: int):  # noqa: ANN202 - (network, ladder
 def _recovery_for(loaded: registry.LoadedModel, weights: str | os.PathLike | None):  # noqa: ANN202 - bound method or None
     """``recover`` of the recovery transformer trained on ``loaded``'s ladder, or None if there is none."""
     shipped = loaded.spec.recovery
-    path = Path(weights) if weights is not None else (registry.CHECKPOINTS / shipped if shipped else None)
+    path = Path(weights) if weights is not None else (catalog.CHECKPOINTS / shipped if shipped else None)
     if path is None or not path.is_file():  # given weights were checked by decode(); shipped ones may be absent
         return None
     net, ladder_hash = _load_recovery(str(path.resolve()), path.stat().st_mtime_ns)

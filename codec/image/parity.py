@@ -40,7 +40,7 @@ def parity_count(packets: int, fraction: float) -> int:
         raise InputError(f"parity fraction must be in (0, 1], got {fraction}")
     count = math.ceil(fraction * packets - 1e-9)  # 0.1 * 30 is 3.0000000000000004 in floats: 3, not 4
     if packets + count > MAX_BLOCKS:
-        raise InputError(f"{packets} packets plus {count} parity packets exceed {MAX_BLOCKS}; use larger packets (--packet-rows)")
+        raise InputError(f"{packets} packets plus {count} parity packets exceed {MAX_BLOCKS}; use larger packets (packet_rows, --packet-rows)")
     return count
 
 

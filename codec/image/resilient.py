@@ -175,7 +175,7 @@ def damage(data: bytes, drop: float, seed: int, independent: bool = False) -> by
     c = container.unpack(data, erasable=is_erasable)
     names = [name for name, _ in c.streams if is_erasable(name)]
     if not names:
-        raise InputError("file has no index packets; encode it with --packet-rows to make it resilient")
+        raise InputError("file has no index packets; encode it with packet_rows (--packet-rows) to make it resilient")
     names = [name for name in names if name not in c.missing]
     rng = np.random.default_rng(seed)
     if independent:

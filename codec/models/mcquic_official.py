@@ -50,10 +50,11 @@ from ..checkpoint import check_network_tensors, read_official_state_dict, save_w
 from ..entropy import categorical
 from ..entropy.tables import TOTAL, frequencies_to_table
 from ..errors import ModelError
+from . import MCQUIC_OFFICIAL_MODEL
 from .base import ImageCodecModel, require_one_rate
 from .config import JSONConfig
 
-MODEL_NAME = "mcquic-official"
+MODEL_NAME = MCQUIC_OFFICIAL_MODEL  # as recorded in file headers
 PAD_BASE = 128  # official AlignedPadding base
 ENCODER_STRIDE = 8  # resolution of the encoder output; every level halves it again
 EPS = 1e-6  # official Consts.Eps
