@@ -23,6 +23,7 @@ from .image import io as image_io
 from .image import resilient
 from .image.coding import LostPackets  # noqa: F401 - the warning decode() gives, part of this module's API
 from .image.packets import is_erasable
+from .video.summary import is_video_file
 
 
 def is_climate_input(obj: object) -> bool:
@@ -45,6 +46,8 @@ def encode(
     packet_parity: float | None = None,
     scheduler: object = None,
     workers: int = 1,
+    gop: int | None = None,
+    intra_only: bool = False,
 ) -> bytes:
     """Compress an image or a climate dataset to bytes.
 
@@ -55,6 +58,8 @@ def encode(
     interleaved ``packet_lattice`` x ``packet_lattice`` (default 2; 1 = packets of whole token rows),
     with ``packet_parity`` x their number of Reed-Solomon parity packets (rounded up; any that many lost
     packets are rebuilt exactly, see :mod:`codec.image.parity`).
+    Video: a path with a video suffix (.mp4, .mkv, .webm, .avi, .y4m, ...), coded with McQuic at ``quality``
+    in groups of ``gop`` frames (default 32), inter frames through the temporal prior unless ``intra_only``.
     Climate: a netCDF/GRIB path or an ``xarray.Dataset``; ``max_abs_error`` (a number, or
     ``{"t": 0.1}`` / ``"t=0.1,z=10"`` per variable) guarantees a pointwise error bound; with a dask
     ``scheduler`` (``"threads"``, ``"processes"`` or a ``distributed.Client``) ``workers`` fields are
@@ -62,6 +67,16 @@ def encode(
     CRA5 weights (``weights="cra5_268v_300k.pth"``) the dataset must hold exactly the model's 268 ERA5
     channels, coded one time step at a time (:mod:`codec.climate.cra5_archive`).
     """
+    from .video.summary import is_video_path
+
+    if is_video_path(data):
+        from .video import clip
+
+        if max_abs_error is not None or bpp is not None or packet_rows is not None or scheduler is not None:
+            raise InputError("max_abs_error, bpp, packet_rows and scheduler do not apply to video")
+        return b"".join(clip.encode(data, model, quality, weights, clip.file.DEFAULT_GOP if gop is None else gop, intra_only))
+    if gop is not None or intra_only:
+        raise InputError("gop and intra_only (--gop, --intra-only) apply to video")
     if is_climate_input(data):
         if bpp is not None or packet_rows is not None or packet_lattice is not None or packet_parity is not None:
             raise InputError("bpp, packet_rows, packet_lattice and packet_parity (--bpp, --packet-rows, --packet-lattice, --parity) apply to images, not climate data")
@@ -84,7 +99,9 @@ def decode(  # noqa: ANN201 - array or Dataset
 
     Images give uint8 pixels [H, W] (L) or [H, W, C] (LA, RGB, RGBA); climate files give a lazily
     decoded ``xarray.Dataset`` (each field is decoded when its values are first needed), or an
-    ``xarray.DataTree`` when the source had groups (GRIB hypercubes become groups).
+    ``xarray.DataTree`` when the source had groups (GRIB hypercubes become groups); videos give a
+    :class:`codec.video.clip.VideoFrames` (iterate for uint8 [H, W, 3] frames decoded one GOP at a time,
+    ``to_array()`` for [T, H, W, 3]).
 
     Resilient VQGAN-cluster files decode even with lost packets: the missing indices are restored by
     the recovery transformer (``recovery_weights``, default the shipped one) or, with ``recover=False``
@@ -94,6 +111,10 @@ def decode(  # noqa: ANN201 - array or Dataset
     """
     if recovery_weights is not None and not Path(recovery_weights).is_file():
         raise ModelError(f"recovery weights not found: {recovery_weights}")
+    if not isinstance(data, container.Container) and is_video_file(bytes(data)):
+        from .video.clip import VideoFrames
+
+        return VideoFrames(bytes(data), weights)
     c = data if isinstance(data, container.Container) else container.unpack(bytes(data), erasable=is_erasable)
     if c.kind == "climate":
         return climate_coding.open_container(c, weights)

@@ -23,6 +23,13 @@ EXIT_ERROR = 1
 def _cmd_encode(args: argparse.Namespace) -> None:
     fileio.check_output(args.input, args.output, args.force)
     fileio.existing_file(args.input)
+    from .video.summary import is_video_path
+
+    if is_video_path(args.input):
+        _encode_video(args)
+        return
+    if args.gop is not None or args.intra_only:
+        raise InputError("--gop and --intra-only apply to video inputs")
     from . import api  # torch and the models load only now, after the cheap checks
 
     progress = not args.quiet and sys.stderr.isatty()
@@ -44,6 +51,37 @@ def _cmd_encode(args: argparse.Namespace) -> None:
     if not args.quiet:
         info = api.info(data)
         print(json.dumps(info if info["kind"] == "image" else {k: v for k, v in info.items() if k != "variables"}))
+
+
+def _encode_video(args: argparse.Namespace) -> None:
+    """Stream a clip's GOPs into the output (atomically), then print its description."""
+    if args.max_abs_error is not None or args.bpp is not None or args.packet_rows is not None or args.dask is not None:
+        raise InputError("--max-abs-error, --bpp, --packet-rows and --dask do not apply to video")
+    from .describe import info
+    from .video import clip, io
+
+    probe = io.probe(args.input)
+    if probe.has_audio or probe.has_subtitles:
+        print("codec: note: audio and subtitle streams are not kept", file=sys.stderr)
+    bar = None
+    if not args.quiet and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=probe.frame_count, unit="frame", desc="encode", leave=False)
+    gops = clip.encode(args.input, args.model, args.quality, args.weights, args.gop or clip.file.DEFAULT_GOP, args.intra_only, bar.update if bar else None)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            for part in gops:
+                f.write(part)
+
+    try:
+        fileio.write_atomic_with(args.output, write)
+    finally:
+        if bar is not None:
+            bar.close()
+    if not args.quiet:
+        print(json.dumps(info(Path(args.output).read_bytes())))
 
 
 def _scheduler(spec: str | None) -> object:
@@ -77,7 +115,13 @@ def _cmd_encode_many(args: argparse.Namespace) -> None:
 
 def _cmd_decode(args: argparse.Namespace) -> None:
     fileio.check_output(args.input, args.output, args.force)
-    c = container.unpack(_decode_source(args.input, args.entry), erasable=is_erasable)  # parsed once, decoded below
+    source = _decode_source(args.input, args.entry)
+    from .video.summary import is_video_file
+
+    if is_video_file(source):
+        _decode_video(source, args)
+        return
+    c = container.unpack(source, erasable=is_erasable)  # parsed once, decoded below
     if c.kind == "image":  # refuse an unwritable suffix before decoding
         from .image.io import output_format
 
@@ -100,6 +144,30 @@ def _cmd_decode(args: argparse.Namespace) -> None:
     from .climate import writer
 
     writer.write_netcdf(decoded, args.output)
+
+
+def _decode_video(data: bytes, args: argparse.Namespace) -> None:
+    """Decode a video file GOP by GOP into a video file or a folder of PNGs (by the output's suffix)."""
+    from .video import io
+
+    io.output_format(args.output)  # refuse an unwritable suffix before decoding
+    from .video.clip import VideoFrames
+
+    frames = VideoFrames(data, args.weights)
+    bar = None
+    if not args.quiet and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(frames), unit="frame", desc="decode", leave=False)
+    try:
+        with io.FrameWriter(args.output, frames.fps, frames.width, frames.height) as writer:
+            for frame in frames:
+                writer.write(frame)
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def _decode_source(path: str, entry: str | None) -> bytes:
@@ -173,6 +241,9 @@ def _cmd_train(args: argparse.Namespace) -> None:
     if args.model == "vqgan-ladder":
         _train_ladder(args)
         return
+    if args.model == "video-prior":
+        _train_video_prior(args)
+        return
     if args.steps == 0 and not args.init:
         raise InputError("--steps 0 needs --init: it exports the initial weights after the data-dependent initialization (e.g. new McQuic levels seeded by k-means)")
     if args.steps == 0 and args.resume:
@@ -190,6 +261,29 @@ def _cmd_train(args: argparse.Namespace) -> None:
     metrics = train(task, args.data, args.out, cfg, val=val, resume=args.resume, init_weights=init, device=args.device, progress=not args.no_progress, stop_after=args.stop_after)
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps({"out": str(Path(args.out) / "model.safetensors"), "validation": metrics}))
+
+
+VIDEO_PRIOR_PRESETS = {
+    "full": {"n_images": 40, "frames": 8, "size": (128, 192), "steps": 3000, "rounds": 2, "level": 3},
+    "tiny": {"n_images": 3, "frames": 3, "size": (64, 64), "steps": 20, "rounds": 1, "level": 1},
+}
+
+
+def _train_video_prior(args: argparse.Namespace) -> None:
+    """``codec train video-prior``: the temporal prior of video indices (minutes on a CPU; see codec.training.video_prior)."""
+    from .training import video_prior
+
+    if args.preset not in VIDEO_PRIOR_PRESETS:
+        raise InputError(f"unknown preset {args.preset!r}; choose from {', '.join(VIDEO_PRIOR_PRESETS)}")
+    if args.resume or args.init:
+        raise InputError("video-prior trains from scratch in minutes; --resume and --init do not apply")
+    settings = dict(VIDEO_PRIOR_PRESETS[args.preset], **({"steps": args.steps} if args.steps else {}))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    clips = [c for c in (args.clips or "").split(",") if c]
+    report = video_prior.train(out / "model.safetensors", args.data, clips, seed=args.seed or 0, progress=not args.no_progress, **settings)
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    print(json.dumps({"out": str(out / "model.safetensors"), "held_out_bits_per_index": report["rounds"][-1]["held_out_bits_per_index"]}))
 
 
 def _train_ladder(args: argparse.Namespace) -> None:
@@ -233,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     enc = sub.add_parser("encode", help="compress an image or a climate dataset")
-    enc.add_argument("input", help="8-bit PNG/JPEG/WebP/TIFF image, or a netCDF/GRIB climate file")
+    enc.add_argument("input", help="8-bit PNG/JPEG/WebP/TIFF image, a video (.mp4/.mkv/.webm/.avi/.y4m), or a netCDF/GRIB climate file")
     enc.add_argument("-o", "--output", required=True, help="compressed file to write")
     enc.add_argument("--model", default=None, help="model name (default: mcquic for images, vaeformer for climate); see `codec models`")
     enc.add_argument(
@@ -268,6 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="climate: code fields in parallel with dask: threads, processes, or a distributed scheduler address (tcp://...)",
     )
     enc.add_argument("--workers", type=_positive_int, default=2, help="climate with --dask: fields coded at a time")
+    enc.add_argument("--gop", type=_positive_int, default=None, help="video: intra period in frames (default 32); decoding can start at every GOP")
+    enc.add_argument("--intra-only", action="store_true", help="video: code every frame on its own (no temporal prior)")
     enc.add_argument("-f", "--force", action="store_true", help="overwrite OUTPUT if it exists")
     enc.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     enc.set_defaults(func=_cmd_encode)
@@ -299,6 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("--recovery-weights", default=None, help="recovery transformer weights (default: the shipped one)")
     dec.add_argument("--entry", default=None, metavar="NAME", help="image packs (codec pack): the entry to decode")
     dec.add_argument("-f", "--force", action="store_true", help="overwrite OUTPUT if it exists")
+    dec.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     dec.set_defaults(func=_cmd_decode)
 
     pk = sub.add_parser("pack", help="compress a folder or glob of images into one indexed pack (a PyTorch dataset: codec.ImageArchive)")
@@ -336,8 +433,9 @@ def build_parser() -> argparse.ArgumentParser:
         "model",
         help="mcquic, hyperprior (the benchmark baseline), vaeformer (climate), vqgan (base network) "
         "vqgan-ladder (K-means levels + priors from --init, a trained vqgan or an official taming .ckpt) "
-        "or recovery (the lost-index transformer of a vqgan ladder)",
+        "recovery (the lost-index transformer of a vqgan ladder) or video-prior (the temporal prior of video indices)",
     )
+    tr.add_argument("--clips", default=None, help="video-prior: comma-separated real clips to learn from besides the synthetic ones")
     tr.add_argument("--sizes", default=None, help="vqgan-ladder: codebook sizes, e.g. 8,16,32 (default 8..2048)")
     tr.add_argument("--ladder", default=None, help="recovery: the vqgan (ladder) weights whose indices it learns (default: shipped)")
     tr.add_argument("--data", required=True, help="folder of training images; for vaeformer a folder of netCDF/GRIB files or a field pack (.npz)")

@@ -71,7 +71,7 @@ MAX_HEADER = 1 << 20
 _PREFIX = struct.Struct("<HI")
 _CRC = struct.Struct("<I")
 _MAX_VARINT = 6  # bytes of a stream length: 42 bits, far above any real file
-KINDS = ("image", "climate")
+KINDS = ("image", "climate", "video")
 
 
 @dataclass
@@ -122,14 +122,14 @@ def pack(container: Container) -> bytes:
     if len(text) > MAX_HEADER:
         raise ValueError("header too large")
     deflate = zlib.compressobj(9, zlib.DEFLATED, -15, zdict=HEADER_DICTIONARY_V3)
-    table = b"".join(_varint(len(d)) + _CRC.pack(zlib.crc32(d)) for _, d in container.streams)
+    table = b"".join(varint(len(d)) + _CRC.pack(zlib.crc32(d)) for _, d in container.streams)
     body = deflate.compress(text) + deflate.flush() + table
     prefix = _PREFIX.pack(FORMAT_VERSION, len(body))
     crc = zlib.crc32(prefix + body)
     return b"".join([MAGIC, prefix, body, _CRC.pack(crc)] + [d for _, d in container.streams])
 
 
-def _varint(n: int) -> bytes:
+def varint(n: int) -> bytes:
     """LEB128 encoding of a non-negative integer (7 bits per byte, low first, high bit = more)."""
     if n < 0:
         raise ValueError(f"a stream length cannot be negative: {n}")
@@ -141,24 +141,28 @@ def _varint(n: int) -> bytes:
             return bytes(out)
 
 
+def read_varint(data: bytes, pos: int, what: str) -> tuple[int, int]:
+    """The :func:`varint` at ``pos`` and the position after it; :class:`CorruptStreamError` naming ``what`` if cut or too long."""
+    n, shift = 0, 0
+    for _ in range(_MAX_VARINT):
+        if pos >= len(data):
+            break
+        byte = data[pos]
+        pos += 1
+        n |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return n, pos
+    raise CorruptStreamError(f"{what} truncated or invalid")
+
+
 def _stream_table(names: list, table: bytes) -> list[dict[str, Any]]:
     """Version-3 stream entries ``{"name", "length", "crc32"}`` from the JSON names and the binary table."""
     if not all(isinstance(n, str) for n in names):
         raise FormatError("header field 'streams' must list stream names")
     entries, pos = [], 0
     for name in names:
-        length, shift = 0, 0
-        for _ in range(_MAX_VARINT):
-            if pos >= len(table):
-                raise CorruptStreamError("stream table truncated or invalid")
-            byte = table[pos]
-            pos += 1
-            length |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                break
-        else:  # no final byte within _MAX_VARINT
-            raise CorruptStreamError("stream table truncated or invalid")
+        length, pos = read_varint(table, pos, "stream table")
         if pos + _CRC.size > len(table):
             raise CorruptStreamError("stream table truncated or invalid")
         (crc,) = _CRC.unpack_from(table, pos)
@@ -180,13 +184,8 @@ def require_magic(data: bytes) -> None:
         raise FormatError("not a codec file (bad magic bytes)")
 
 
-def unpack(data: bytes, erasable: Callable[[str], bool] | None = None) -> Container:
-    """Parse and validate a container; every failure is a one-line :class:`FormatError`.
-
-    Streams whose name satisfies ``erasable`` (the packets of a resilient file) may be damaged or
-    cut off: instead of failing, they are listed in ``Container.missing``.  The header is always
-    checked in full, so the stream table (names, lengths, checksums) is trustworthy.
-    """
+def _header(data: bytes) -> tuple[dict, int, int]:
+    """``(header, version, payload offset)`` of the container at the start of ``data``; one-line errors."""
     require_magic(data)
     pos = len(MAGIC)
     if len(data) < pos + _PREFIX.size:
@@ -214,9 +213,42 @@ def unpack(data: bytes, erasable: Callable[[str], bool] | None = None) -> Contai
         raise CorruptStreamError("header is not valid deflated JSON") from None
     if version >= 3 and isinstance(header, dict):
         header["streams"] = _stream_table(_require(header, "streams", list), inflate.unused_data)
-    c = _from_header(header, data, end + _CRC.size, erasable or (lambda name: False))
+    if not isinstance(header, dict):
+        raise FormatError("header is not a JSON object")
+    return header, version, end + _CRC.size
+
+
+def unpack(data: bytes, erasable: Callable[[str], bool] | None = None) -> Container:
+    """Parse and validate a container; every failure is a one-line :class:`FormatError`.
+
+    Streams whose name satisfies ``erasable`` (the packets of a resilient file) may be damaged or
+    cut off: instead of failing, they are listed in ``Container.missing``.  The header is always
+    checked in full, so the stream table (names, lengths, checksums) is trustworthy.
+    """
+    header, version, offset = _header(data)
+    c = _from_header(header, data, offset, erasable or (lambda name: False))
     c.version = version
     return c
+
+
+def peek_kind(data: bytes) -> str:
+    """The media kind of the (first) container in ``data``, from its checked header alone."""
+    return str(_header(data)[0].get("kind"))
+
+
+def split(data: bytes) -> list[bytes]:
+    """Consecutive containers (a video file: one per group of pictures) as separate byte strings, each
+    delimited by its own header's stream lengths; a one-line error when the last one is cut short."""
+    parts, pos = [], 0
+    while pos < len(data):
+        header, _, offset = _header(data[pos:])
+        entries = _require(header, "streams", list)
+        length = offset + sum(int(e.get("length", 0)) for e in entries if isinstance(e, dict))
+        if pos + length > len(data):
+            raise CorruptStreamError(f"file truncated: the container at byte {pos} needs {length} bytes")
+        parts.append(data[pos : pos + length])
+        pos += length
+    return parts
 
 
 def _require(header: dict, key: str, kind: type | tuple[type, ...]) -> Any:
@@ -226,9 +258,7 @@ def _require(header: dict, key: str, kind: type | tuple[type, ...]) -> Any:
     return value
 
 
-def _from_header(header: Any, data: bytes, offset: int, erasable: Callable[[str], bool]) -> Container:
-    if not isinstance(header, dict):
-        raise FormatError("header is not a JSON object")
+def _from_header(header: dict, data: bytes, offset: int, erasable: Callable[[str], bool]) -> Container:
     kind = _require(header, "kind", str)
     if kind not in KINDS:
         raise FormatError(f"media kind {kind!r} is not supported by this version of codec")

@@ -20,9 +20,13 @@ from .models import CRA5_MODEL
 
 def info(data: bytes) -> dict:
     """What a compressed file holds: kind, model, shape, bytes, bpp (images) or variables and ratio (climate);
-    for an image pack (``codec pack``) its entries, bytes, mean bpp and models."""
+    for an image pack (``codec pack``) its entries, bytes, mean bpp and models; for a video its frames, fps, GOPs and bpp."""
     if pack.looks_like_pack(data):
         return pack.describe(bytes(data))
+    from .video import summary
+
+    if summary.is_video_file(bytes(data)):
+        return summary.describe(bytes(data))
     c = container.unpack(bytes(data), erasable=is_erasable)
     if c.kind == "climate":
         return _climate_info(c, len(data))

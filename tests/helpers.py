@@ -93,7 +93,7 @@ def container_file(header: dict, payload: bytes = b"", version: int = container.
         entries = header["streams"]
         header["streams"] = [e.get("name") for e in entries]
         if table is None:
-            table = b"".join(container._varint(e["length"]) + struct.pack("<I", e["crc32"]) for e in entries)
+            table = b"".join(container.varint(e["length"]) + struct.pack("<I", e["crc32"]) for e in entries)
     zdict = {2: container.HEADER_DICTIONARY, 3: container.HEADER_DICTIONARY_V3}.get(min(version, 3))
     deflate = zlib.compressobj(9, zlib.DEFLATED, -15, **({"zdict": zdict} if zdict else {}))
     body = deflate.compress(json.dumps(header, separators=(",", ":"), sort_keys=True).encode()) + deflate.flush() + (table or b"")

@@ -65,7 +65,7 @@ def test_binary_stream_table_shrinks_packet_headers():
 def test_damaged_stream_table_fails_cleanly(table, message):
     c = container.Container(kind="image", model={"name": "m"}, shape=[1], dtype="uint8", streams=[("l0", b"abcd")])
     if table is None:
-        table = container._varint(4) + struct.pack("<I", zlib.crc32(b"abcd")) + b"!"
+        table = container.varint(4) + struct.pack("<I", zlib.crc32(b"abcd")) + b"!"
     with pytest.raises(CorruptStreamError, match=message):
         container.unpack(container_file(c.header(), b"abcd", table=table))
     with pytest.raises(FormatError, match="stream names"):

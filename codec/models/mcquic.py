@@ -218,6 +218,27 @@ class McQuic(ImageCodecModel):
             recon = self._prediction(scale, recon, q) + q
         return self.g_s(recon)
 
+    @torch.no_grad()
+    def choose_indices(self, features: list[Tensor], level: int, choose: Callable[[int, Tensor, tuple[int, int]], Tensor]) -> list[Tensor]:
+        """Indices of every scale (finest first, each [1, m, h, w]) picked by ``choose`` instead of the nearest codeword.
+
+        Coarse to fine, ``choose(scale, distances, (h, w))`` gets the squared distances [m, h*w, k] between
+        the scale's residual and every codeword and returns indices [m, h*w] (an encoder's rate-distortion
+        choice, e.g. video's temporal prior); finer scales quantize what the chosen codewords leave.
+        """
+        quantizers = self._codebooks(level)
+        recon: Tensor | None = None
+        indices: list[Tensor] = []
+        for scale in reversed(range(self.config.scales)):
+            pred = self._prediction(scale, recon, features[scale])
+            residual = features[scale] - pred
+            quantizer = quantizers[scale]
+            h, w = residual.shape[-2:]
+            idx = choose(scale, quantizer.distances(residual), (h, w))
+            indices.insert(0, idx.reshape(1, quantizer.groups, h, w))
+            recon = pred + quantizer.lookup(indices[0])
+        return indices
+
     def latent_shapes(self, height: int, width: int) -> list[tuple[int, int]]:
         """Index grid (h, w) of every scale, finest first, for a padded image of the given size."""
         shapes = []

@@ -57,6 +57,10 @@ class MultiCodebookQuantizer(nn.Module):
             + cb.pow(2).sum(-1).unsqueeze(1)
         )
 
+    def distances(self, x: Tensor) -> Tensor:
+        """Squared distances [m, B*H*W, k] between every latent vector of ``x`` [B, C, H, W] and every codeword of its group."""
+        return self._distances(self._split(x))
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Quantize ``x`` [B, C, H, W].
 

@@ -1,0 +1,79 @@
+"""Clips at the API level: a video file in, GOP containers out; a video file's bytes in, frames out lazily.
+
+Frames are read in display orientation (a rotated phone clip is turned as a player turns it; the
+source's rotation is recorded in ``meta``), coded with McQuic at the chosen quality and, unless
+``intra_only``, the temporal prior (:mod:`codec.video.coding`).  Audio and subtitle streams are dropped.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from fractions import Fraction
+
+import numpy as np
+
+from .. import registry
+from ..errors import InputError, ModelError
+from ..image.io import check_size
+from ..runtime import model_for, model_id
+from . import file, io
+from .coding import VideoCoder
+
+
+def _coder(model: str | None, quality: int | None, weights: str | os.PathLike | None, intra_only: bool) -> tuple[VideoCoder, dict, str | None]:
+    loaded = registry.load(model or "mcquic", quality, weights)
+    if not hasattr(loaded.model, "choose_indices"):
+        raise InputError(f"video is coded with McQuic, not {loaded.spec.name}")
+    prior, prior_hash = (None, None) if intra_only else file.load_prior()
+    return VideoCoder(loaded.model, loaded.quality, prior), model_id(loaded), prior_hash
+
+
+def encode(
+    path: str | os.PathLike,
+    model: str | None = None,
+    quality: int | None = None,
+    weights: str | os.PathLike | None = None,
+    gop: int = file.DEFAULT_GOP,
+    intra_only: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[bytes]:
+    """The GOP containers of the clip at ``path``, one at a time (write them in order to make the file)."""
+    if gop < 1:
+        raise InputError(f"gop must be at least 1, got {gop}")
+    info = io.probe(path)
+    h, w = info.display_size
+    check_size(h, w)
+    coder, mid, prior_hash = _coder(model, quality, weights, intra_only)
+    header = file.VideoHeader(info.fps, info.rotation)
+    return file.encode_gops(io.read_frames(path), coder, mid, header, gop, intra_only, prior_hash, progress)
+
+
+class VideoFrames:
+    """The decoded frames of a video file: iterate for uint8 [H, W, 3] frames (decoded lazily, one GOP at a
+    time), or :meth:`to_array` for all of them as [T, H, W, 3]."""
+
+    def __init__(self, data: bytes, weights: str | os.PathLike | None = None) -> None:
+        self.gops = file.gops(data)
+        first = self.gops[0]
+        self.fps = Fraction(first.meta.get("fps", "25/1"))
+        self.height, self.width = first.shape[1:3]
+        self.rotation = int(first.meta.get("rotation", 0))
+        loaded = model_for(first, weights)
+        prior = None
+        if "prior" in first.meta:
+            prior, digest = file.load_prior()
+            if digest != first.meta["prior"]:
+                raise ModelError(f"file was encoded with video prior {first.meta['prior']}, but the shipped one is {digest}")
+        self._coder = VideoCoder(loaded.model, int(first.meta.get("level", loaded.quality)), prior)
+
+    def __len__(self) -> int:
+        return sum(c.shape[0] for c in self.gops)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for c in self.gops:
+            yield from file.decode_gop(c, self._coder)
+
+    def to_array(self) -> np.ndarray:
+        """Every frame, [T, H, W, 3] uint8."""
+        return np.stack(list(self))

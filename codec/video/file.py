@@ -1,0 +1,133 @@
+"""Video files: one container per group of pictures (GOP), concatenated; frames in and out one GOP at a time.
+
+A video file is a sequence of ordinary codec containers of kind ``video``, one per GOP, each
+self-describing (magic, version, model id and weights hash, checksums; :mod:`codec.container`):
+
+``shape``   ``[frames in this GOP, height, width, 3]``
+``meta``    ``fps`` ("num/den"), ``first`` (index of the GOP's first frame), ``rotation`` (degrees a
+            player turns the picture), ``level``, ``prior`` (hash of the temporal prior's weights,
+            absent for intra-only files), ``gop`` (the intra period the encoder used)
+``streams`` ``f0``, ``f1``, ...: one frame payload each (:mod:`codec.video.coding`)
+
+The encoder writes each GOP as soon as its frames are coded, so memory does not grow with the clip;
+every GOP decodes on its own (it starts with an intra frame), so decoding can start at any GOP and a
+damaged GOP never affects another.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import container
+from ..errors import CorruptStreamError, FormatError, ModelError
+from ..models.mcquic import pad_to_multiple
+from ..runtime import inference
+from . import temporal
+from .coding import VideoCoder
+
+DEFAULT_GOP = 32
+PRIOR_FILE = "video-prior.safetensors"  # in the shipped checkpoints folder
+
+
+@dataclass(frozen=True)
+class VideoHeader:
+    """What the encoder records about the clip in every GOP."""
+
+    fps: Fraction
+    rotation: int = 0
+
+
+def load_prior(path: str | os.PathLike | None = None) -> tuple[temporal.TemporalPrior, str]:
+    """The temporal prior (shipped by default) and its weights hash."""
+    from .. import catalog
+    from ..checkpoint import load_weights, weights_hash
+
+    path = Path(path) if path is not None else catalog.CHECKPOINTS / PRIOR_FILE
+    if not path.is_file():
+        raise ModelError(f"video prior weights not found: {path}")
+    tensors, meta = load_weights(str(path))
+    if meta.get("model") != "video-prior":
+        raise ModelError(f"{path} holds no video prior")
+    prior = temporal.TemporalPrior(temporal.PriorConfig.from_dict(json.loads(meta.get("config", "{}"))))
+    prior.load_state_dict(tensors, strict=True)
+    prior.eval()
+    return prior, weights_hash(prior.state_dict())
+
+
+def _tensor(frame: np.ndarray, multiple: int) -> torch.Tensor:
+    return pad_to_multiple(torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float() / 255, multiple)
+
+
+def encode_gops(
+    frames: Iterable[np.ndarray],
+    coder: VideoCoder,
+    model: dict,
+    header: VideoHeader,
+    gop: int = DEFAULT_GOP,
+    intra_only: bool = False,
+    prior_hash: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[bytes]:
+    """One container per GOP of ``frames`` (uint8 [H, W, 3], one size), yielded as soon as it is coded."""
+    if gop < 1:
+        raise ValueError("gop must be >= 1")
+    meta = {"fps": f"{header.fps.numerator}/{header.fps.denominator}", "rotation": header.rotation, "level": coder.level, "gop": gop}
+    if not intra_only:
+        meta["prior"] = prior_hash
+    payloads: list[bytes] = []
+    first, size, prev = 0, None, None
+    with inference():
+        for i, frame in enumerate(frames):
+            if size is None:
+                size = frame.shape[:2]
+            elif frame.shape[:2] != size:
+                raise FormatError(f"frame {i} is {frame.shape[1]}x{frame.shape[0]}, the clip {size[1]}x{size[0]}")
+            x = _tensor(frame, coder.net.pad_multiple)
+            payload, prev = coder.encode_intra(x) if prev is None or intra_only else coder.encode_inter(x, prev)
+            payloads.append(payload)
+            if progress is not None:
+                progress(1)
+            if len(payloads) == gop:
+                yield _pack(payloads, size, first, model, meta)
+                first, payloads, prev = first + gop, [], None
+    if payloads:
+        yield _pack(payloads, size, first, model, meta)
+
+
+def _pack(payloads: list[bytes], size: tuple[int, int], first: int, model: dict, meta: dict) -> bytes:
+    streams = [(f"f{i}", p) for i, p in enumerate(payloads)]
+    return container.pack(container.Container(kind="video", model=model, shape=[len(payloads), *size, 3], dtype="uint8", streams=streams, meta={**meta, "first": first}))
+
+
+def gops(data: bytes) -> list[container.Container]:
+    """The GOP containers of a video file, checked (magic, checksums, kind, consistent clip description)."""
+    out = [container.unpack(part) for part in container.split(data)]
+    if not out:
+        raise CorruptStreamError("empty video file")
+    for c in out:
+        if c.kind != "video" or len(c.shape) != 4 or c.shape[3] != 3 or len(c.streams) != c.shape[0]:
+            raise FormatError("not a video file (or a damaged one): a GOP header does not describe video frames")
+        if c.model != out[0].model or c.shape[1:] != out[0].shape[1:] or c.meta.get("fps") != out[0].meta.get("fps"):
+            raise FormatError("video GOPs disagree about the model, frame size or frame rate")
+    return out
+
+
+def decode_gop(c: container.Container, coder: VideoCoder) -> Iterator[np.ndarray]:
+    """The frames of one GOP as uint8 [H, W, 3], one at a time."""
+    h, w = c.shape[1:3]
+    m = coder.net.pad_multiple
+    shapes = coder.net.latent_shapes(-(-h // m) * m, -(-w // m) * m)
+    prev = None
+    with inference():
+        for _, payload in c.streams:
+            prev = coder.decode_indices(payload, prev, shapes)
+            out = coder.synthesize(prev)[0, :, :h, :w]
+            yield out.mul(255).round_().to(torch.uint8).permute(1, 2, 0).numpy()

@@ -1,0 +1,151 @@
+"""Video coding: GOP files, the temporal prior's exact decode, GOP independence, CLI and API, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+
+import codec
+from codec import catalog, container
+from codec.errors import CodecError
+from codec.video import file, io, summary
+from codec.video.coding import INTER, INTRA
+from codec.video.synthetic import make_test_clip
+from tests.helpers import assert_one_line_error, run_cli
+
+SHIPPED_PRIOR = catalog.CHECKPOINTS / file.PRIOR_FILE
+
+
+@pytest.fixture()
+def video_shipped(shipped):
+    """The tiny McQuic ladder plus the shipped temporal prior, installed as the shipped checkpoints."""
+    shutil.copy(SHIPPED_PRIOR, shipped / file.PRIOR_FILE)
+    return shipped
+
+
+@pytest.fixture()
+def clips(tmp_path):
+    """A panning and a static clip of 7 frames at an odd size, 30000/1001 fps."""
+    return {
+        motion: make_test_clip(tmp_path / f"{motion}.mkv", 7, 37, 29, Fraction(30000, 1001), motion=motion)
+        for motion in ("pan", "static")
+    }
+
+
+def test_round_trip_keeps_frames_size_and_fps(video_shipped, clips):
+    data = codec.encode(str(clips["pan"]), quality=2, gop=3)
+    parts = container.split(data)
+    assert len(parts) == 3  # 7 frames in GOPs of 3
+    frames = codec.decode(data)
+    assert len(frames) == 7 and frames.fps == Fraction(30000, 1001) and (frames.height, frames.width) == (29, 37)
+    array = frames.to_array()
+    assert array.shape == (7, 29, 37, 3) and array.dtype == np.uint8
+    source = list(io.read_frames(clips["pan"]))
+    for k in (0, 3, 6):  # the first frame of every GOP is coded as the image codec codes the frame
+        assert np.array_equal(array[k], codec.decode(codec.encode(source[k], quality=2)))
+    info = codec.info(data)
+    assert info["kind"] == "video" and info["frames"] == 7 and info["gops"] == 3 and info["intra_frames"] == 3 and info["inter_frames"] == 4
+
+
+def test_every_gop_decodes_on_its_own(video_shipped, clips):
+    data = codec.encode(str(clips["pan"]), quality=2, gop=3)
+    whole = codec.decode(data).to_array()
+    parts = container.split(data)
+    for k, part in enumerate(parts):
+        alone = codec.decode(part).to_array()
+        assert np.array_equal(alone, whole[3 * k : 3 * k + len(alone)])
+
+
+def test_inter_frames_cost_less_on_a_static_clip_and_intra_only_has_no_inter_frames(video_shipped, clips):
+    inter = codec.encode(str(clips["static"]), quality=2, gop=7)
+    intra = codec.encode(str(clips["static"]), quality=2, gop=7, intra_only=True)
+    assert len(inter) < len(intra)
+    kinds = [p[:1] for _, p in container.unpack(intra).streams]
+    assert kinds == [bytes([INTRA])] * 7
+    assert [p[:1] for _, p in container.unpack(inter).streams][1:] == [bytes([INTER])] * 6
+    assert "prior" not in container.unpack(intra).meta
+
+
+def test_bytes_do_not_depend_on_the_callers_thread_count(video_shipped, clips):
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = codec.encode(str(clips["pan"]), quality=2, gop=4)
+        torch.set_num_threads(2)
+        two = codec.encode(str(clips["pan"]), quality=2, gop=4)
+    finally:
+        torch.set_num_threads(previous)
+    assert one == two
+
+
+def test_cli_encode_info_decode_to_lossless_video_and_png_folder(video_shipped, clips, tmp_path, capsys):
+    out = tmp_path / "clip.bin"
+    code, stdout, err = run_cli(capsys, "encode", clips["pan"], "-o", out, "--quality", "2", "--gop", "4")
+    assert code == 0, err
+    assert json.loads(stdout)["frames"] == 7
+    code, stdout, _ = run_cli(capsys, "info", out)
+    assert code == 0 and json.loads(stdout)["gop"] == 4
+    expected = codec.decode(out.read_bytes()).to_array()
+    code, _, err = run_cli(capsys, "decode", out, "-o", tmp_path / "back.mkv")
+    assert code == 0, err
+    assert np.array_equal(np.stack(list(io.read_frames(tmp_path / "back.mkv"))), expected)
+    code, _, err = run_cli(capsys, "decode", out, "-o", f"{tmp_path}/frames/")
+    assert code == 0, err
+    assert np.array_equal(_pngs(tmp_path / "frames"), expected)
+
+
+def _pngs(folder) -> np.ndarray:
+    from PIL import Image
+
+    return np.stack([np.asarray(Image.open(p)) for p in sorted(folder.glob("*.png"))])
+
+
+def test_bad_video_inputs_give_one_line_errors(video_shipped, clips, tmp_path, capsys):
+    text = tmp_path / "notes.mp4"
+    text.write_text("not a video")
+    code, _, err = run_cli(capsys, "encode", text, "-o", tmp_path / "x.bin")
+    assert_one_line_error(code, err, "notes.mp4")
+    assert not (tmp_path / "x.bin").exists()
+    good = tmp_path / "good.bin"
+    good.write_bytes(codec.encode(str(clips["pan"]), quality=2, gop=4))
+    data = good.read_bytes()
+    for name, bad in [("cut.bin", data[: len(data) - 9]), ("flip.bin", data[:-40] + bytes([data[-40] ^ 1]) + data[-39:])]:
+        (tmp_path / name).write_bytes(bad)
+        code, _, err = run_cli(capsys, "decode", tmp_path / name, "-o", tmp_path / f"{name}.mkv")
+        assert_one_line_error(code, err, "")
+        assert not (tmp_path / f"{name}.mkv").exists()
+    code, _, err = run_cli(capsys, "decode", good, "-o", tmp_path / "out.xyz")
+    assert_one_line_error(code, err, "xyz")
+    code, _, err = run_cli(capsys, "encode", clips["pan"], "-o", tmp_path / "y.bin", "--max-abs-error", "1")
+    assert_one_line_error(code, err, "do not apply to video")
+    with pytest.raises(CodecError):
+        codec.encode(str(clips["pan"]), gop=0)
+
+
+def test_summary_reads_headers_only():
+    assert not summary.is_video_file(b"\x89PNG\r\n\x1a\n")
+    assert summary.is_video_path("a/b.MP4") and not summary.is_video_path("a/b.png")
+
+
+def test_train_video_prior_tiny_preset(shipped, tmp_path, capsys):
+    from PIL import Image
+
+    from codec.video.synthetic import scene
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(3):
+        Image.fromarray(scene(96, 80, seed=i)).save(images / f"{i}.png")
+    clip = make_test_clip(tmp_path / "real.mkv", 4, 64, 48, 25)
+    code, out, err = run_cli(capsys, "train", "video-prior", "--data", images, "--out", tmp_path / "run", "--preset", "tiny", "--clips", clip, "--no-progress")
+    assert code == 0, err
+    assert json.loads(out)["held_out_bits_per_index"] > 0
+    prior, digest = file.load_prior(tmp_path / "run" / "model.safetensors")
+    assert len(digest) == 16 and sum(p.numel() for p in prior.parameters()) > 0
+    code, _, err = run_cli(capsys, "train", "video-prior", "--data", images, "--out", tmp_path / "run", "--resume")
+    assert_one_line_error(code, err, "--resume")
