@@ -1,4 +1,4 @@
-"""codec: learned compression for images (McQuic; VQGAN-cluster below 0.05 bpp) and climate data (VAEformer).
+"""codec: learned compression for images (McQuic; VQGAN-cluster below 0.05 bpp), video (McQuic + a temporal prior) and climate data (VAEformer).
 
 Python API::
 
@@ -10,6 +10,8 @@ Python API::
     ds = codec.open_dataset("era5.cra")                             # the same, from a file
     tiny = codec.encode("photo.png", model="vqgan", bpp=0.03)        # highest VQGAN-cluster level <= 0.03 bpp
     images = codec.ImageArchive("images.cpk")     # a `codec pack` folder as a torch Dataset: (tensor [C, H, W], name)
+    steps = codec.ClimateArchive("era5.cra")      # normalized time steps [C, H, W] as a torch Dataset
+    frames = codec.decode(codec.encode("clip.mp4", gop=16))   # VideoFrames: iterate uint8 [H, W, 3] frames
 
 ``import codec`` is cheap: torch, compressai and the models load on the first call that needs them.
 """

@@ -159,8 +159,11 @@ def _decode_video(data: bytes, args: argparse.Namespace) -> None:
         from tqdm import tqdm
 
         bar = tqdm(total=len(frames), unit="frame", desc="decode", leave=False)
+    from .video.file import DamagedFrames
+
     try:
-        with io.FrameWriter(args.output, frames.fps, frames.width, frames.height) as writer:
+        with warnings.catch_warnings(record=True) as notes, io.FrameWriter(args.output, frames.fps, frames.width, frames.height) as writer:
+            warnings.simplefilter("always", DamagedFrames)
             for frame in frames:
                 writer.write(frame)
                 if bar is not None:
@@ -168,6 +171,8 @@ def _decode_video(data: bytes, args: argparse.Namespace) -> None:
     finally:
         if bar is not None:
             bar.close()
+    for note in notes:
+        print(f"codec: note: {note.message}", file=sys.stderr)
 
 
 def _decode_source(path: str, entry: str | None) -> bytes:

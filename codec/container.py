@@ -236,18 +236,23 @@ def peek_kind(data: bytes) -> str:
     return str(_header(data)[0].get("kind"))
 
 
+def length(data: bytes) -> int:
+    """Total bytes of the container at the start of ``data`` by its checked header (``data`` may hold more, or less)."""
+    header, _, offset = _header(data)
+    entries = _require(header, "streams", list)
+    return offset + sum(int(e.get("length", 0)) for e in entries if isinstance(e, dict))
+
+
 def split(data: bytes) -> list[bytes]:
     """Consecutive containers (a video file: one per group of pictures) as separate byte strings, each
     delimited by its own header's stream lengths; a one-line error when the last one is cut short."""
     parts, pos = [], 0
     while pos < len(data):
-        header, _, offset = _header(data[pos:])
-        entries = _require(header, "streams", list)
-        length = offset + sum(int(e.get("length", 0)) for e in entries if isinstance(e, dict))
-        if pos + length > len(data):
-            raise CorruptStreamError(f"file truncated: the container at byte {pos} needs {length} bytes")
-        parts.append(data[pos : pos + length])
-        pos += length
+        n = length(data[pos:])
+        if pos + n > len(data):
+            raise CorruptStreamError(f"file truncated: the container at byte {pos} needs {n} bytes")
+        parts.append(data[pos : pos + n])
+        pos += n
     return parts
 
 

@@ -113,12 +113,11 @@ def test_bad_video_inputs_give_one_line_errors(video_shipped, clips, tmp_path, c
     assert not (tmp_path / "x.bin").exists()
     good = tmp_path / "good.bin"
     good.write_bytes(codec.encode(str(clips["pan"]), quality=2, gop=4))
-    data = good.read_bytes()
-    for name, bad in [("cut.bin", data[: len(data) - 9]), ("flip.bin", data[:-40] + bytes([data[-40] ^ 1]) + data[-39:])]:
-        (tmp_path / name).write_bytes(bad)
-        code, _, err = run_cli(capsys, "decode", tmp_path / name, "-o", tmp_path / f"{name}.mkv")
-        assert_one_line_error(code, err, "")
-        assert not (tmp_path / f"{name}.mkv").exists()
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(container.MAGIC + bytes(64))
+    code, _, err = run_cli(capsys, "decode", junk, "-o", tmp_path / "junk.mkv")
+    assert_one_line_error(code, err, "")
+    assert not (tmp_path / "junk.mkv").exists()
     code, _, err = run_cli(capsys, "decode", good, "-o", tmp_path / "out.xyz")
     assert_one_line_error(code, err, "xyz")
     code, _, err = run_cli(capsys, "encode", clips["pan"], "-o", tmp_path / "y.bin", "--max-abs-error", "1")
@@ -149,3 +148,28 @@ def test_train_video_prior_tiny_preset(shipped, tmp_path, capsys):
     assert len(digest) == 16 and sum(p.numel() for p in prior.parameters()) > 0
     code, _, err = run_cli(capsys, "train", "video-prior", "--data", images, "--out", tmp_path / "run", "--resume")
     assert_one_line_error(code, err, "--resume")
+
+
+def test_damaged_frames_are_concealed_and_named(video_shipped, clips, tmp_path, capsys):
+    data = codec.encode(str(clips["pan"]), quality=2, gop=3)
+    clean = codec.decode(data).to_array()
+    parts = container.split(data)
+    second = container.unpack(parts[1])
+    start, _ = second.spans["f1"]
+    flipped = bytearray(parts[1])
+    flipped[start + 2] ^= 0xFF  # frame 4 (the second frame of the second GOP) is damaged
+    damaged = parts[0] + bytes(flipped) + parts[2]
+    with pytest.warns(file.DamagedFrames, match="damaged frames 4-5"):
+        frames = codec.decode(damaged).to_array()
+    assert np.array_equal(frames[:4], clean[:4]) and np.array_equal(frames[6:], clean[6:])
+    assert np.array_equal(frames[4], clean[3]) and np.array_equal(frames[5], clean[3])  # the last good frame
+    header_hit = bytearray(damaged)
+    header_hit[len(parts[0]) + 12] ^= 0xFF  # the second GOP's header: the whole GOP is lost
+    with pytest.warns(file.DamagedFrames, match="damaged frames 3-5"):
+        frames = codec.decode(bytes(header_hit)).to_array()
+    assert len(frames) == 7 and np.array_equal(frames[6:], clean[6:])
+    cut = tmp_path / "cut.bin"
+    cut.write_bytes(data[:-5])  # the last frame cut off
+    code, _, err = run_cli(capsys, "decode", cut, "-o", tmp_path / "cut.mkv")
+    assert code == 0 and "damaged frames 6" in err and len(err.strip().splitlines()) == 1, err
+    assert len(list(io.read_frames(tmp_path / "cut.mkv"))) == 7

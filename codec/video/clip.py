@@ -8,6 +8,7 @@ source's rotation is recorded in ``meta``), coded with McQuic at the chosen qual
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 
@@ -51,10 +52,15 @@ def encode(
 
 class VideoFrames:
     """The decoded frames of a video file: iterate for uint8 [H, W, 3] frames (decoded lazily, one GOP at a
-    time), or :meth:`to_array` for all of them as [T, H, W, 3]."""
+    time), or :meth:`to_array` for all of them as [T, H, W, 3].
+
+    Damaged frames (a corrupt or cut-off GOP) are replaced by the last good frame, and a
+    :class:`codec.video.file.DamagedFrames` warning names them once the iteration is over; a GOP lost
+    whole (its header damaged) counts as the frames between its neighbours.
+    """
 
     def __init__(self, data: bytes, weights: str | os.PathLike | None = None) -> None:
-        self.gops = file.gops(data)
+        self.gops, self.skipped_bytes, self.start = file.gops(data)
         first = self.gops[0]
         self.fps = Fraction(first.meta.get("fps", "25/1"))
         self.height, self.width = first.shape[1:3]
@@ -68,12 +74,36 @@ class VideoFrames:
         self._coder = VideoCoder(loaded.model, int(first.meta.get("level", loaded.quality)), prior)
 
     def __len__(self) -> int:
-        return sum(c.shape[0] for c in self.gops)
+        last = self.gops[-1]
+        return last.meta["first"] + last.shape[0] - self.start
 
     def __iter__(self) -> Iterator[np.ndarray]:
+        damaged: list[int] = []
+        frame, index = None, self.start
         for c in self.gops:
-            yield from file.decode_gop(c, self._coder)
+            for _ in range(max(c.meta["first"] - index, 0)):  # a GOP lost whole before this one
+                damaged.append(index)
+                index += 1
+                yield frame if frame is not None else np.zeros((self.height, self.width, 3), np.uint8)
+            for decoded in file.decode_gop(c, self._coder, frame, damaged):
+                frame, index = decoded, index + 1
+                yield decoded
+        if damaged or self.skipped_bytes:
+            tail = " (and the file's damaged end)" if self.skipped_bytes and not damaged else ""
+            warnings.warn(file.DamagedFrames(f"damaged frames {_ranges(damaged)}{tail} replaced by the last good frame"), stacklevel=2)
 
     def to_array(self) -> np.ndarray:
         """Every frame, [T, H, W, 3] uint8."""
         return np.stack(list(self))
+
+
+def _ranges(indices: list[int]) -> str:
+    """``[3, 4, 5, 9]`` -> ``"3-5, 9"``."""
+    parts, start = [], None
+    for i, k in enumerate(indices):
+        if start is None:
+            start = k
+        if i + 1 == len(indices) or indices[i + 1] != k + 1:
+            parts.append(f"{start}-{k}" if k != start else f"{k}")
+            start = None
+    return ", ".join(parts) or "none"

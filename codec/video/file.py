@@ -107,27 +107,68 @@ def _pack(payloads: list[bytes], size: tuple[int, int], first: int, model: dict,
     return container.pack(container.Container(kind="video", model=model, shape=[len(payloads), *size, 3], dtype="uint8", streams=streams, meta={**meta, "first": first}))
 
 
-def gops(data: bytes) -> list[container.Container]:
-    """The GOP containers of a video file, checked (magic, checksums, kind, consistent clip description)."""
-    out = [container.unpack(part) for part in container.split(data)]
+class DamagedFrames(UserWarning):
+    """Some frames of a video file could not be decoded; they were replaced by the last good frame (the message says which)."""
+
+
+def _is_frame(name: str) -> bool:
+    return name.startswith("f")
+
+
+def gops(data: bytes) -> tuple[list[container.Container], int, int]:
+    """The intact GOP containers of a video file, the number of bytes skipped as damaged, and the index of
+    its first frame (that of its first GOP, so that one GOP cut out of a file decodes on its own; 0 when a
+    damaged GOP came first).
+
+    A GOP whose header is damaged is skipped up to the next container magic; a GOP whose frame streams
+    are damaged or cut off is kept with those frames listed in ``missing``.  One-line error when no GOP
+    is readable or the GOPs disagree about the clip.
+    """
+    out, pos, skipped, start = [], 0, 0, None
+    while pos < len(data):
+        try:
+            n = container.length(data[pos:])
+            out.append(container.unpack(data[pos : pos + n], erasable=_is_frame))
+            start = (0 if skipped else out[0].meta.get("first")) if start is None else start
+        except (CorruptStreamError, FormatError):
+            following = data.find(container.MAGIC, pos + 1)
+            end = following if following >= 0 else len(data)
+            skipped, pos = skipped + end - pos, end
+            continue
+        pos += n
     if not out:
-        raise CorruptStreamError("empty video file")
+        raise CorruptStreamError("no readable group of pictures in the video file (corrupt or not a video file)")
     for c in out:
-        if c.kind != "video" or len(c.shape) != 4 or c.shape[3] != 3 or len(c.streams) != c.shape[0]:
+        if c.kind != "video" or len(c.shape) != 4 or c.shape[3] != 3 or len(c.streams) != c.shape[0] or not isinstance(c.meta.get("first"), int):
             raise FormatError("not a video file (or a damaged one): a GOP header does not describe video frames")
         if c.model != out[0].model or c.shape[1:] != out[0].shape[1:] or c.meta.get("fps") != out[0].meta.get("fps"):
             raise FormatError("video GOPs disagree about the model, frame size or frame rate")
-    return out
+    return out, skipped, start
 
 
-def decode_gop(c: container.Container, coder: VideoCoder) -> Iterator[np.ndarray]:
-    """The frames of one GOP as uint8 [H, W, 3], one at a time."""
+def decode_gop(c: container.Container, coder: VideoCoder, last: np.ndarray | None, damaged: list[int]) -> Iterator[np.ndarray]:
+    """The frames of one GOP as uint8 [H, W, 3], one at a time.
+
+    From the first damaged frame on (an inter frame needs its predecessor) the GOP's frames are the last
+    good frame (``last``, or black at the start of a file) and their indices are appended to ``damaged``.
+    """
     h, w = c.shape[1:3]
     m = coder.net.pad_multiple
     shapes = coder.net.latent_shapes(-(-h // m) * m, -(-w // m) * m)
-    prev = None
+    prev, broken = None, False
+    first = c.meta["first"]
     with inference():
-        for _, payload in c.streams:
-            prev = coder.decode_indices(payload, prev, shapes)
-            out = coder.synthesize(prev)[0, :, :h, :w]
-            yield out.mul(255).round_().to(torch.uint8).permute(1, 2, 0).numpy()
+        for i, (name, payload) in enumerate(c.streams):
+            if not broken and name in c.missing:
+                broken = True
+            if not broken:
+                try:
+                    prev = coder.decode_indices(payload, prev, shapes)
+                except CorruptStreamError:
+                    broken = True
+            if broken:
+                damaged.append(first + i)
+                yield last if last is not None else np.zeros((h, w, 3), np.uint8)
+                continue
+            last = coder.synthesize(prev)[0, :, :h, :w].mul(255).round_().to(torch.uint8).permute(1, 2, 0).numpy()
+            yield last
