@@ -73,7 +73,7 @@ def image_archive_bench(work: Path) -> dict:
 
     import codec
     from codec import api
-    from codec.image import pack
+    from codec.image import pack, packer
 
     load_before = round(os.getloadavg()[0], 2)
     source = work / "kodak"
@@ -83,7 +83,7 @@ def image_archive_bench(work: Path) -> dict:
     path = work / "kodak.cpk"
     codec.load_model()  # imports and model load are timed by the cold rows, not in the packing rate
     t = time.perf_counter()
-    pack.pack(source, path)
+    packer.pack(source, path)
     pack_s = time.perf_counter() - t
     info = pack.describe(path)
     cold = [_cold(path) for _ in range(3)]

@@ -1,4 +1,5 @@
-"""The ``codec`` command: encode, decode, pack, damage, info, models, train.
+"""The ``codec`` command: its parser, and the commands encode, decode, pack, damage, info and models
+(``codec train`` runs in :mod:`codec.cli_train`).
 
 Every user-facing failure is a :class:`codec.errors.CodecError` (or an OS error) printed as one line
 on stderr with exit status 1; usage errors exit with 2 (argparse).  No traceback, no partial file.
@@ -8,12 +9,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import warnings
 from pathlib import Path
 
 from . import container, fileio  # light: the standard library only; api (torch, models) loads per command
+from .cli_train import cmd_train  # light: the training code (torch) loads per command
 from .errors import CodecError, InputError
 from .image.packets import is_erasable
 
@@ -189,12 +190,12 @@ def _decode_source(path: str, entry: str | None) -> bytes:
 
 
 def _cmd_pack(args: argparse.Namespace) -> None:
-    from .image import pack
+    from .image import packer
 
     def progress(done: int, total: int, name: str) -> None:
         print(f"\r[{done}/{total}] {name}\033[K", end="" if done < total else "\n", file=sys.stderr, flush=True)
 
-    summary = pack.pack(
+    summary = packer.pack(
         args.input, args.output, model=args.model, quality=args.quality, bpp=args.bpp, weights=args.weights,
         append=args.append, force=args.force, progress=progress if not args.quiet and sys.stderr.isatty() else None,
     )
@@ -232,84 +233,6 @@ def _cmd_models(args: argparse.Namespace) -> None:
         if "recovery_mb" in row:
             levels += f", lost-index recovery {row['recovery_mb']:.1f} MB"
         print(f"{row['name']:<10} {row['kind']:<6} {row['description']}  [{levels or 'no shipped weights'}]")
-
-
-def _cmd_train(args: argparse.Namespace) -> None:
-    import torch
-
-    from .checkpoint import load_weights
-    from .training import tasks
-    from .training.trainer import train
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.model == "vqgan-ladder":
-        _train_ladder(args)
-        return
-    if args.model == "video-prior":
-        _train_video_prior(args)
-        return
-    if args.steps == 0 and not args.init:
-        raise InputError("--steps 0 needs --init: it exports the initial weights after the data-dependent initialization (e.g. new McQuic levels seeded by k-means)")
-    if args.steps == 0 and args.resume:
-        raise InputError("--steps 0 starts from --init; drop --resume")
-    config = tasks.read_config(args.config) if args.config else None
-    task, cfg = tasks.make(
-        args.model, preset=args.preset, quality=args.quality, lmbda=args.lmbda, vq_weight=args.vq_weight, config=config, ladder=args.ladder,
-        only_levels=args.only_levels,
-    )
-    cfg = cfg.with_overrides(
-        steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr, seed=args.seed, val_every=args.val_every
-    )
-    val = args.val if args.val else _default_validation(args.data)
-    init = load_weights(args.init)[0] if args.init else None
-    metrics = train(task, args.data, args.out, cfg, val=val, resume=args.resume, init_weights=init, device=args.device, progress=not args.no_progress, stop_after=args.stop_after)
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(json.dumps({"out": str(Path(args.out) / "model.safetensors"), "validation": metrics}))
-
-
-VIDEO_PRIOR_PRESETS = {
-    "full": {"n_images": 40, "frames": 8, "size": (128, 192), "steps": 3000, "rounds": 2, "level": 3},
-    "tiny": {"n_images": 3, "frames": 3, "size": (64, 64), "steps": 20, "rounds": 1, "level": 1},
-}
-
-
-def _train_video_prior(args: argparse.Namespace) -> None:
-    """``codec train video-prior``: the temporal prior of video indices (minutes on a CPU; see codec.training.video_prior)."""
-    from .training import video_prior
-
-    if args.preset not in VIDEO_PRIOR_PRESETS:
-        raise InputError(f"unknown preset {args.preset!r}; choose from {', '.join(VIDEO_PRIOR_PRESETS)}")
-    if args.resume or args.init:
-        raise InputError("video-prior trains from scratch in minutes; --resume and --init do not apply")
-    settings = dict(VIDEO_PRIOR_PRESETS[args.preset], **({"steps": args.steps} if args.steps else {}))
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    clips = [c for c in (args.clips or "").split(",") if c]
-    report = video_prior.train(out / "model.safetensors", args.data, clips, seed=args.seed or 0, progress=not args.no_progress, **settings)
-    (out / "report.json").write_text(json.dumps(report, indent=1))
-    print(json.dumps({"out": str(out / "model.safetensors"), "held_out_bits_per_index": report["rounds"][-1]["held_out_bits_per_index"]}))
-
-
-def _train_ladder(args: argparse.Namespace) -> None:
-    from .training import tasks
-    from .training.vqgan_ladder import build_ladder
-
-    if not args.init:
-        raise InputError("vqgan-ladder needs --init: a trained VQGAN (codec train vqgan) or an official taming .ckpt")
-    cfg = tasks.ladder_config(args.preset).with_overrides(
-        steps=args.steps, batch_size=args.batch_size, crop=args.crop, lr=args.lr, seed=args.seed, val_every=args.val_every
-    )
-    sizes = tasks.parse_sizes(args.sizes) if args.sizes else tasks.ladder_sizes(args.preset)
-    val = args.val if args.val else _default_validation(args.data)
-    report = build_ladder(args.init, args.data, args.out, cfg, val=val, sizes=sizes, device=args.device, progress=not args.no_progress)
-    print(json.dumps({"out": str(Path(args.out) / "model.safetensors"), "ladder": report}))
-
-
-def _default_validation(data: str) -> str | None:
-    """``<data>/../validation`` when the training folder is a ``training`` split, else nothing."""
-    sibling = Path(data).resolve().parent / "validation"
-    return str(sibling) if Path(data).name == "training" and sibling.is_dir() else None
 
 
 def _non_negative_int(text: str) -> int:
@@ -470,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     tr.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
-    tr.set_defaults(func=_cmd_train)
+    tr.set_defaults(func=cmd_train)
     return parser
 
 

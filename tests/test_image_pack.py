@@ -19,7 +19,7 @@ from codec import api
 from codec.cli import main
 from codec.datasets import to_tensor
 from codec.errors import CorruptStreamError, FormatError, InputError, ModelError
-from codec.image import pack
+from codec.image import pack, packer
 from tests.helpers import assert_one_line_error
 from tests.helpers import run_cli as run
 
@@ -55,7 +55,7 @@ def photos(tmp_path: Path) -> Path:
 @pytest.fixture()
 def packed(photos: Path, tiny_weights: Path) -> Path:
     out = photos.parent / "images.cpk"
-    pack.pack(photos, out, weights=tiny_weights)
+    packer.pack(photos, out, weights=tiny_weights)
     return out
 
 
@@ -103,23 +103,23 @@ def test_append_skips_known_names_and_keeps_old_bytes(packed: Path, photos: Path
     before = packed.read_bytes()
     old_end = pack.open_index(packed).end
     _write(photos, NAMES)  # rewrites the three known images and adds e.png
-    summary = pack.pack(photos, packed, weights=tiny_weights, append=True)
+    summary = packer.pack(photos, packed, weights=tiny_weights, append=True)
     assert summary["added"] == 1 and summary["skipped"] == 3 and summary["entries"] == 4 and summary["dropped_bytes"] == 0
     assert packed.read_bytes()[:old_end] == before[:old_end]
     assert codec.ImageArchive(packed, weights=tiny_weights).names == NAMES
-    assert pack.pack(photos, packed, weights=tiny_weights, append=True)["added"] == 0
+    assert packer.pack(photos, packed, weights=tiny_weights, append=True)["added"] == 0
 
 
 def test_resume_after_a_torn_tail_gives_the_fresh_pack(photos: Path, tiny_weights: Path, tmp_path: Path) -> None:
     _write(photos, NAMES)
     fresh = tmp_path / "fresh.cpk"
-    pack.pack(photos, fresh, weights=tiny_weights)
+    packer.pack(photos, fresh, weights=tiny_weights)
     last = pack.open_index(fresh).entries[-1]
     torn = tmp_path / "torn.cpk"
     torn.write_bytes(fresh.read_bytes()[: last.offset + 30])  # killed while writing the last entry: no index
     with pytest.raises(CorruptStreamError, match="--append"):
         codec.ImageArchive(torn, weights=tiny_weights)
-    summary = pack.pack(photos, torn, weights=tiny_weights, append=True)
+    summary = packer.pack(photos, torn, weights=tiny_weights, append=True)
     assert summary["added"] == 1 and summary["skipped"] == 3 and summary["dropped_bytes"] == 30
     assert torn.read_bytes() == fresh.read_bytes()
 
@@ -129,7 +129,7 @@ def test_append_rebuilds_a_damaged_index_from_the_entries(packed: Path, photos: 
     packed.write_bytes(_flipped_index(good))
     with pytest.raises(CorruptStreamError, match="index damaged"):
         codec.ImageArchive(packed)
-    summary = pack.pack(photos, packed, weights=tiny_weights, append=True)
+    summary = packer.pack(photos, packed, weights=tiny_weights, append=True)
     assert summary["added"] == 0 and summary["dropped_bytes"] == len(good) - pack.open_index(packed).end
     assert packed.read_bytes() == good
 
@@ -146,28 +146,28 @@ def test_failed_append_commits_the_entries_written_before(photos: Path, packed: 
 
     monkeypatch.setattr(api, "encode", cut_after_one)
     with pytest.raises(RuntimeError, match="power cut"):
-        pack.pack(photos, packed, weights=tiny_weights, append=True)
+        packer.pack(photos, packed, weights=tiny_weights, append=True)
     assert codec.ImageArchive(packed, weights=tiny_weights).names == NAMES
     monkeypatch.setattr(api, "encode", encode)
-    assert pack.pack(photos, packed, weights=tiny_weights, append=True)["added"] == 1
+    assert packer.pack(photos, packed, weights=tiny_weights, append=True)["added"] == 1
 
 
 def test_new_packs_are_atomic(photos: Path, packed: Path, tiny_weights: Path) -> None:
     before = packed.read_bytes()
     (photos / "zz.png").write_text("not an image either")
     with pytest.raises(InputError, match="cannot pack zz.png"):
-        pack.pack(photos, packed, weights=tiny_weights, force=True)
+        packer.pack(photos, packed, weights=tiny_weights, force=True)
     assert packed.read_bytes() == before
     with pytest.raises(InputError, match="cannot pack zz.png"):
-        pack.pack(photos, packed.with_name("new.cpk"), weights=tiny_weights)
+        packer.pack(photos, packed.with_name("new.cpk"), weights=tiny_weights)
     assert sorted(p.name for p in packed.parent.iterdir()) == ["images.cpk", "photos"]  # no temporary file left
 
 
 def test_glob_and_single_file_sources(photos: Path) -> None:
-    assert [n for n, _ in pack.collect(photos)] == NAMES[:3]
-    assert [n for n, _ in pack.collect(photos / "b" / "*.png")] == ["c.png", "d.png"]
-    assert [n for n, _ in pack.collect(f"{photos}/**/*.png")] == NAMES[:3]
-    assert [n for n, _ in pack.collect(photos / "a.png")] == ["a.png"]
+    assert [n for n, _ in packer.collect(photos)] == NAMES[:3]
+    assert [n for n, _ in packer.collect(photos / "b" / "*.png")] == ["c.png", "d.png"]
+    assert [n for n, _ in packer.collect(f"{photos}/**/*.png")] == NAMES[:3]
+    assert [n for n, _ in packer.collect(photos / "a.png")] == ["a.png"]
 
 
 def _truncated_header(good: bytes) -> bytes:
@@ -216,13 +216,13 @@ def test_other_misuse_gives_one_clear_error(packed: Path, photos: Path, tiny_wei
     with pytest.raises(IndexError, match="out of range"):
         ds[-4]
     with pytest.raises(InputError, match="exists"):
-        pack.pack(photos, packed)
+        packer.pack(photos, packed)
     with pytest.raises(FormatError, match="single codec file"):
-        pack.pack(photos, single, append=True)
+        packer.pack(photos, single, append=True)
     with pytest.raises(InputError, match="no image files"):
-        pack.pack(tmp_path / "photos" / "b" / "*.jpg", tmp_path / "none.cpk")
+        packer.pack(tmp_path / "photos" / "b" / "*.jpg", tmp_path / "none.cpk")
     with pytest.raises(InputError, match="no such file or folder"):
-        pack.pack(tmp_path / "missing", tmp_path / "none.cpk")
+        packer.pack(tmp_path / "missing", tmp_path / "none.cpk")
 
 
 def test_cli_pack_info_and_decode_one_entry(capsys, photos: Path, tiny_weights: Path, tmp_path: Path) -> None:

@@ -173,3 +173,11 @@ def test_damaged_frames_are_concealed_and_named(video_shipped, clips, tmp_path, 
     code, _, err = run_cli(capsys, "decode", cut, "-o", tmp_path / "cut.mkv")
     assert code == 0 and "damaged frames 6" in err and len(err.strip().splitlines()) == 1, err
     assert len(list(io.read_frames(tmp_path / "cut.mkv"))) == 7
+
+
+def test_a_clip_without_frames_is_refused():
+    class NoModel:
+        level = 1
+
+    with pytest.raises(CodecError, match="no frames"):
+        list(file.encode_gops(iter([]), NoModel(), {}, file.VideoHeader(Fraction(25))))

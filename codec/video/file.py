@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from .. import container
-from ..errors import CorruptStreamError, FormatError, ModelError
+from ..errors import CorruptStreamError, FormatError, InputError, ModelError
 from ..models.mcquic import pad_to_multiple
 from ..runtime import inference
 from . import temporal
@@ -100,6 +100,8 @@ def encode_gops(
                 first, payloads, prev = first + gop, [], None
     if payloads:
         yield _pack(payloads, size, first, model, meta)
+    elif size is None:
+        raise InputError("the clip has no frames")
 
 
 def _pack(payloads: list[bytes], size: tuple[int, int], first: int, model: dict, meta: dict) -> bytes:
