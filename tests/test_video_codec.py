@@ -17,6 +17,7 @@ from codec.video import file, io, summary
 from codec.video.coding import INTER, INTRA
 from codec.video.synthetic import make_test_clip
 from tests.helpers import assert_one_line_error, run_cli
+from tests.video_helpers import audio_only, av_clip
 
 SHIPPED_PRIOR = catalog.CHECKPOINTS / file.PRIOR_FILE
 
@@ -181,3 +182,42 @@ def test_a_clip_without_frames_is_refused():
 
     with pytest.raises(CodecError, match="no frames"):
         list(file.encode_gops(iter([]), NoModel(), {}, file.VideoHeader(Fraction(25))))
+
+
+def test_audio_is_dropped_with_a_note_and_audio_only_files_are_refused(video_shipped, tmp_path, capsys):
+    frames = [np.full((24, 32, 3), 40 * i, np.uint8) for i in range(3)]
+    with_audio = av_clip(tmp_path / "talk.mkv", frames, audio=True, subtitles=True)
+    code, _, err = run_cli(capsys, "encode", with_audio, "-o", tmp_path / "talk.bin", "--quality", "1")
+    assert code == 0 and "audio and subtitle streams are not kept" in err
+    assert len(codec.decode((tmp_path / "talk.bin").read_bytes())) == 3
+    silent = audio_only(tmp_path / "music.mp4")
+    code, _, err = run_cli(capsys, "encode", silent, "-o", tmp_path / "music.bin")
+    assert_one_line_error(code, err, "no video stream")
+    assert not (tmp_path / "music.bin").exists()
+
+
+def test_frames_above_the_image_size_limit_are_refused_before_coding(video_shipped, clips, tmp_path, capsys, monkeypatch):
+    from codec.image import io as image_io
+
+    monkeypatch.setattr(image_io, "MAX_PIXELS", 30 * 30)
+    code, _, err = run_cli(capsys, "encode", clips["pan"], "-o", tmp_path / "big.bin")
+    assert_one_line_error(code, err, "exceeds the size limit")
+    assert not (tmp_path / "big.bin").exists()
+
+
+def test_encoding_streams_one_gop_at_a_time(video_shipped):
+    """Memory does not grow with the clip: each GOP is out before the next GOP's frames are read."""
+    from codec.video import clip
+    from codec.video.synthetic import scene
+
+    read = []
+
+    def frames():
+        for t in range(10):
+            read.append(t)
+            yield scene(48, 32, x0=3 * t)
+
+    coder, model, prior_hash = clip.video_coder(None, 1, None, False)
+    gops = file.encode_gops(frames(), coder, model, file.VideoHeader(Fraction(25)), gop=4, prior_hash=prior_hash)
+    seen = [len(read) for _ in gops]
+    assert seen == [4, 8, 10]  # frames read when each GOP came out

@@ -20,6 +20,7 @@ from PIL import Image
 from codec.errors import InputError
 from codec.video.io import LOSSLESS_FORMATS, OUTPUT_FORMATS, FrameWriter, normalise_rotation, output_format, probe, read_frames, rotation_from_metadata
 from codec.video.synthetic import PAN_STEP, make_test_clip, pan_clip_from_image, scene
+from tests.video_helpers import audio_only, av_clip
 
 REALSHORT = Path(__file__).resolve().parents[2] / "shared" / "data" / "video" / "realshort.mp4"
 VIDEO_KINDS = [k for k in OUTPUT_FORMATS if k != "png"]
@@ -41,51 +42,6 @@ def _write(path: Path | str, frames: list[np.ndarray], fps: Fraction | int | flo
 
 def _max_diff(a: list[np.ndarray], b: list[np.ndarray]) -> int:
     return max(int(np.abs(x.astype(int) - y.astype(int)).max()) for x, y in zip(a, b, strict=True))
-
-
-def _av_clip(path: Path, frames: list[np.ndarray], rotation: int = 0, faststart: bool = False, audio: bool = False, subtitles: bool = False) -> Path:
-    """A lossless clip written with PyAV directly: display rotation (counter-clockwise), extra streams, index placement."""
-    options = {"movflags": "+faststart"} if faststart else {}
-    codec, pix_fmt = ("libx264rgb", "rgb24") if path.suffix == ".mp4" else ("ffv1", "bgr0")
-    with av.open(str(path), "w", options=options) as container:
-        stream = container.add_stream(codec, rate=25, options={"qp": "0"} if codec == "libx264rgb" else {})
-        stream.height, stream.width = frames[0].shape[:2]
-        stream.pix_fmt = pix_fmt
-        if rotation:
-            stream.set_display_rotation(rotation)
-        others = ([_silence(container)] if audio else []) + ([_subtitle(container)] if subtitles else [])  # all streams before the first mux
-        for i, frame in enumerate(frames):
-            video_frame = av.VideoFrame.from_ndarray(frame, format="rgb24")
-            video_frame.pts = i
-            container.mux(stream.encode(video_frame))
-        container.mux(stream.encode(None))
-        for packets in others:
-            container.mux(packets)
-    return path
-
-
-def _silence(container: av.container.OutputContainer) -> list[av.Packet]:
-    stream = container.add_stream("pcm_s16le", rate=8000, layout="mono")
-    frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
-    frame.sample_rate, frame.pts = 8000, 0
-    return stream.encode(frame) + stream.encode(None)
-
-
-def _subtitle(container: av.container.OutputContainer) -> list[av.Packet]:
-    stream = container.add_mux_stream("subrip")
-    packet = av.Packet(b"hello")
-    packet.stream, packet.pts, packet.dts, packet.duration = stream, 0, 0, 500
-    packet.time_base = Fraction(1, 1000)
-    return [packet]
-
-
-def _audio_only(path: Path) -> Path:
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("aac", rate=8000, layout="mono")
-        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-        frame.sample_rate, frame.pts = 8000, 0
-        container.mux(stream.encode(frame) + stream.encode(None))
-    return path
 
 
 def _one_line_error(call, *match: str) -> InputError:
@@ -155,7 +111,7 @@ def test_read_from_start_and_without_rotation(tmp_path):
 @pytest.mark.parametrize("counter_clockwise", [90, -90, 180])
 def test_rotation_side_data_is_applied(tmp_path, counter_clockwise):
     frames = _frames(2)
-    path = _av_clip(tmp_path / "rotated.mkv", frames, rotation=counter_clockwise)
+    path = av_clip(tmp_path / "rotated.mkv", frames, rotation=counter_clockwise)
     info = probe(path)
     assert info.rotation == (-counter_clockwise) % 360
     assert info.display_size == ((33, 25) if counter_clockwise == 180 else (25, 33))
@@ -222,7 +178,7 @@ def _bad_input_paths(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     Image.fromarray(_frames(1)[0]).save(tmp_path / "still.png")
     (tmp_path / "notes.txt").write_text("not a video\n" * 20)
     (tmp_path / "empty.mp4").write_bytes(b"")
-    moov_last = _av_clip(tmp_path / "moov_last.mp4", _frames(6))
+    moov_last = av_clip(tmp_path / "moov_last.mp4", _frames(6))
     moov_last.write_bytes(moov_last.read_bytes()[: moov_last.stat().st_size // 2])
     return {
         "missing": (tmp_path / "missing.mp4", "no such file"),
@@ -230,7 +186,7 @@ def _bad_input_paths(tmp_path: Path) -> dict[str, tuple[Path, str]]:
         "png": (tmp_path / "still.png", "still image"),
         "text": (tmp_path / "notes.txt", "cannot read"),
         "empty": (tmp_path / "empty.mp4", "cannot read"),
-        "audio only": (_audio_only(tmp_path / "audio.m4a"), "no video stream (streams: audio)"),
+        "audio only": (audio_only(tmp_path / "audio.m4a"), "no video stream (streams: audio)"),
         "truncated mp4, index last": (moov_last, "cannot read"),
     }
 
@@ -257,7 +213,7 @@ def test_truncated_file_yields_frames_then_stops(tmp_path, kind, outcome):
 
 def test_other_streams_are_reported_and_ignored(tmp_path):
     frames = _frames(3)
-    path = _av_clip(tmp_path / "av.mkv", frames, audio=True, subtitles=True)
+    path = av_clip(tmp_path / "av.mkv", frames, audio=True, subtitles=True)
     info = probe(path)
     assert info.has_audio and info.has_subtitles
     assert _max_diff(list(read_frames(path)), frames) == 0

@@ -22,7 +22,8 @@ from . import file, io
 from .coding import VideoCoder
 
 
-def _coder(model: str | None, quality: int | None, weights: str | os.PathLike | None, intra_only: bool) -> tuple[VideoCoder, dict, str | None]:
+def video_coder(model: str | None, quality: int | None, weights: str | os.PathLike | None, intra_only: bool) -> tuple[VideoCoder, dict, str | None]:
+    """The coder of a new file: McQuic at ``quality`` (or ``weights``) and the shipped prior; with the model id and prior hash its headers record."""
     loaded = registry.load(model or "mcquic", quality, weights)
     if not hasattr(loaded.model, "choose_indices"):
         raise InputError(f"video is coded with McQuic, not {loaded.spec.name}")
@@ -45,7 +46,7 @@ def encode(
     info = io.probe(path)
     h, w = info.display_size
     check_size(h, w)
-    coder, mid, prior_hash = _coder(model, quality, weights, intra_only)
+    coder, mid, prior_hash = video_coder(model, quality, weights, intra_only)
     header = file.VideoHeader(info.fps, info.rotation)
     return file.encode_gops(io.read_frames(path), coder, mid, header, gop, intra_only, prior_hash, progress)
 
