@@ -128,3 +128,30 @@ def test_forward_shapes_and_indices_per_scale():
     assert [tuple(i.shape) for i in out["indices"]] == [(2, 2, 4, 8), (2, 2, 2, 4), (2, 2, 1, 2)]
     assert out["vq_loss"].ndim == 0
     assert model(torch.rand(1, 3, 64, 64), level=2)["indices"][0].shape[1] == 4
+
+
+def test_large_images_are_coded_in_tiles_that_do_not_show(monkeypatch):
+    """Above TILED_ABOVE the transforms run tile by tile with context margins: the same indices and bytes as
+    the whole-image pass, and decoded pixels within one level of it."""
+    from fractions import Fraction
+
+    from codec.models import mcquic
+    from codec.models.tiling import tiled
+
+    torch.manual_seed(0)
+    model = McQuic(TINY).eval()
+    x = torch.rand(1, 3, 256, 384)
+    model.init_codebooks(x)
+    model.update()
+    whole = model.compress(x, 1), model.decompress(model.compress(x, 1), 256, 384, 1)
+    monkeypatch.setattr(mcquic, "TILED_ABOVE", 128 * 128)
+    monkeypatch.setattr(mcquic, "TILE", 128)
+    calls = []
+    monkeypatch.setattr(mcquic, "tiled", lambda *a, **k: calls.append(a[3]) or tiled(*a, **k))
+    strings = model.compress(x, 1)
+    pixels = model.decompress(strings, 256, 384, 1)
+    assert calls == [128, 128 // mcquic.STRIDE]  # both transforms ran in tiles
+    assert strings == whole[0]
+    assert ((pixels - whole[1]).abs() * 255).max() <= 1.0
+    with pytest.raises(ValueError, match="whole output pixels"):
+        tiled(model.g_a, x, Fraction(1, 16), 100, 0)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import torch
 import torch.nn.functional as F
@@ -37,9 +38,14 @@ from ..entropy import categorical
 from .base import ImageCodecModel
 from .config import JSONConfig
 from .quantizer import MultiCodebookQuantizer
+from .tiling import tiled
 
 STRIDE = 16  # resolution of the finest latent
 LEVEL_FACTOR = 2  # each coarser level halves the resolution
+TILED_ABOVE = 1 << 22  # images of more pixels run the analysis and synthesis transforms tile by tile
+TILE = 1024  # pixels per tile side (a multiple of the latent stride)
+ANALYSIS_MARGIN = 192  # pixels of context per side: measured to give exactly the whole-image latents on Kodak
+SYNTHESIS_MARGIN = 8  # latent cells of context per side: decoded pixels within 1 level of the whole-image decode
 
 
 @dataclass(frozen=True)
@@ -143,9 +149,21 @@ class McQuic(ImageCodecModel):
         """What a file header records about quality ``level``: its codebook groups per latent vector."""
         return {"groups": self._codebooks(level)[0].groups}
 
+    def _analysis(self, x: Tensor) -> Tensor:
+        """``g_a(x)``, tile by tile for large images (peak memory of one tile; see :mod:`codec.models.tiling`)."""
+        if x.shape[-2] * x.shape[-1] <= TILED_ABOVE:
+            return self.g_a(x)
+        return tiled(self.g_a, x, Fraction(1, STRIDE), TILE, ANALYSIS_MARGIN)
+
+    def _synthesis(self, y: Tensor) -> Tensor:
+        """``g_s(y)``, tile by tile for large images."""
+        if y.shape[-2] * y.shape[-1] * STRIDE**2 <= TILED_ABOVE:
+            return self.g_s(y)
+        return tiled(self.g_s, y, Fraction(STRIDE), TILE // STRIDE, SYNTHESIS_MARGIN)
+
     def features(self, x: Tensor) -> list[Tensor]:
         """Latents of every scale, finest first.  ``x`` is [B, 3, H, W] in [0, 1], sides divisible by pad_multiple."""
-        ys = [self.g_a(x)]
+        ys = [self._analysis(x)]
         for down in self.down:
             ys.append(down(ys[-1]))
         return ys
@@ -216,7 +234,7 @@ class McQuic(ImageCodecModel):
         for scale in reversed(range(self.config.scales)):
             q = quantizers[scale].lookup(indices[scale])
             recon = self._prediction(scale, recon, q) + q
-        return self.g_s(recon)
+        return self._synthesis(recon)
 
     @torch.no_grad()
     def choose_indices(self, features: list[Tensor], level: int, choose: Callable[[int, Tensor, tuple[int, int]], Tensor]) -> list[Tensor]:
