@@ -139,7 +139,7 @@ class McQuic(ImageCodecModel):
         """Number of quality levels (1..levels)."""
         return len(self.config.groups)
 
-    def _codebooks(self, level: int) -> nn.ModuleList:
+    def codebooks(self, level: int) -> nn.ModuleList:
         """The quantizers (one per scale, finest first) of quality ``level`` (1-based)."""
         if not 1 <= level <= self.levels:
             raise ValueError(f"quality level {level} outside 1..{self.levels}")
@@ -147,7 +147,7 @@ class McQuic(ImageCodecModel):
 
     def level_meta(self, level: int) -> dict[str, int]:
         """What a file header records about quality ``level``: its codebook groups per latent vector."""
-        return {"groups": self._codebooks(level)[0].groups}
+        return {"groups": self.codebooks(level)[0].groups}
 
     def _analysis(self, x: Tensor) -> Tensor:
         """``g_a(x)``, tile by tile for large images (peak memory of one tile; see :mod:`codec.models.tiling`)."""
@@ -182,7 +182,7 @@ class McQuic(ImageCodecModel):
 
         ``on_residual(scale, residual)`` is called before each scale is quantized.
         """
-        quantizers = self._codebooks(level)
+        quantizers = self.codebooks(level)
         recon: Tensor | None = None
         indices: list[Tensor] = []
         vq_loss = ys[0].new_zeros(())
@@ -216,7 +216,7 @@ class McQuic(ImageCodecModel):
 
             def seed(scale: int, residual: Tensor, level: int = level) -> None:
                 if fresh is None or (level, scale) in fresh:
-                    self._codebooks(level)[scale].init_from(residual)
+                    self.codebooks(level)[scale].init_from(residual)
 
             self._cascade(ys, level, seed)
         self.train(was_training)
@@ -229,7 +229,7 @@ class McQuic(ImageCodecModel):
     @torch.no_grad()
     def decode_indices(self, indices: list[Tensor], level: int) -> Tensor:
         """Reconstruct images [B, 3, H, W] (unclamped) from indices of every scale, finest first."""
-        quantizers = self._codebooks(level)
+        quantizers = self.codebooks(level)
         recon: Tensor | None = None
         for scale in reversed(range(self.config.scales)):
             q = quantizers[scale].lookup(indices[scale])
@@ -244,7 +244,7 @@ class McQuic(ImageCodecModel):
         the scale's residual and every codeword and returns indices [m, h*w] (an encoder's rate-distortion
         choice, e.g. video's temporal prior); finer scales quantize what the chosen codewords leave.
         """
-        quantizers = self._codebooks(level)
+        quantizers = self.codebooks(level)
         recon: Tensor | None = None
         indices: list[Tensor] = []
         for scale in reversed(range(self.config.scales)):
@@ -287,7 +287,7 @@ class McQuic(ImageCodecModel):
         indices = self.encode_indices(x, level, features)
         return [
             categorical.encode(idx[0].flatten(1).cpu().numpy(), quantizer.freq.cpu().numpy())
-            for idx, quantizer in zip(indices, self._codebooks(level), strict=True)
+            for idx, quantizer in zip(indices, self.codebooks(level), strict=True)
         ]
 
     @torch.no_grad()
@@ -295,7 +295,7 @@ class McQuic(ImageCodecModel):
         """Decode the byte strings of :meth:`compress` to an image [1, 3, height, width] in [0, 1]."""
         if len(strings) != self.config.scales:
             raise ValueError(f"expected {self.config.scales} streams, got {len(strings)}")
-        quantizers = self._codebooks(level)
+        quantizers = self.codebooks(level)
         indices = []
         for data, quantizer, (h, w) in zip(strings, quantizers, self.latent_shapes(height, width), strict=True):
             sym = categorical.decode(data, quantizer.freq.cpu().numpy(), h * w)

@@ -50,7 +50,7 @@ class VideoCoder:
     tolerance: float = 0.05  # allowed rise of the finest-latent error over the nearest-codeword choice
 
     def __post_init__(self) -> None:
-        quantizers = self.net._codebooks(self.level)
+        quantizers = self.net.codebooks(self.level)
         self._freqs = [q.freq.cpu().numpy() for q in quantizers]
         self._intra_bits = [torch.from_numpy(-np.log2(table_to_probabilities(f))).float() for f in self._freqs]
         self._groups = quantizers[0].groups
