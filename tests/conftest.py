@@ -45,6 +45,20 @@ def shipped(tmp_path, monkeypatch) -> Path:
     return tmp_path
 
 
+@pytest.fixture(scope="session")
+def vf_weights(tmp_path_factory) -> Path:
+    """An untrained tiny VAEformer checkpoint (seed 0, frozen tables): a climate model for tests."""
+    from codec.models.vaeformer import TINY as VF_TINY
+    from codec.models.vaeformer import VAEformer
+
+    torch.manual_seed(0)
+    net = VAEformer(VF_TINY).eval()
+    net.update()
+    path = tmp_path_factory.mktemp("vf") / "vf.safetensors"
+    save_weights(net, path, {"model": "vaeformer", "config": VF_TINY.to_dict()})
+    return path
+
+
 @pytest.fixture()
 def photo() -> np.ndarray:
     """A smooth, photo-like uint8 RGB image of odd size (exercises padding)."""

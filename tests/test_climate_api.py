@@ -12,21 +12,10 @@ from safetensors.torch import save_file
 
 import codec
 from codec import registry
-from codec.checkpoint import save_weights
 from codec.cli import main
 from codec.errors import InputError, ModelError
 from codec.models.vaeformer import TINY, VAEformer
 from tests.helpers import run_cli as run
-
-
-@pytest.fixture(scope="module")
-def vf_weights(tmp_path_factory):
-    torch.manual_seed(0)
-    net = VAEformer(TINY).eval()
-    net.update()
-    path = tmp_path_factory.mktemp("vf") / "vf.safetensors"
-    save_weights(net, path, {"model": "vaeformer", "config": TINY.to_dict()})
-    return path
 
 
 @pytest.fixture()

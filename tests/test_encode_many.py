@@ -7,16 +7,13 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 import xarray as xr
 from distributed import Client, LocalCluster
 from PIL import Image
 
 import codec
 from codec import batch
-from codec.checkpoint import save_weights
 from codec.climate.groups import OPEN
-from codec.models.vaeformer import TINY, VAEformer
 from tests.helpers import assert_one_line_error
 from tests.helpers import run_cli as run
 
@@ -32,16 +29,6 @@ def cluster():
 def client(cluster):
     with Client(cluster) as c:
         yield c
-
-
-@pytest.fixture(scope="module")
-def vf_weights(tmp_path_factory):
-    torch.manual_seed(0)
-    net = VAEformer(TINY).eval()
-    net.update()
-    path = tmp_path_factory.mktemp("vf") / "vf.safetensors"
-    save_weights(net, path, {"model": "vaeformer", "config": TINY.to_dict()})
-    return path
 
 
 def write_png(path, photo, shift):

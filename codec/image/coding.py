@@ -75,7 +75,7 @@ def encode(
         )
 
     with inference():
-        x = pad_to_multiple(torch.tensor(rgb).permute(2, 0, 1).unsqueeze(0).float().div_(255.0), net.pad_multiple)
+        x = network_input(rgb, net.pad_multiple)
         if not loaded.spec.ladder:
             return pack(net.compress(x), None)
 
@@ -92,6 +92,16 @@ def encode(
             if 8 * len(data) / (h * w) <= bpp:
                 return data
     raise InputError(f"even level 1 needs {8 * len(data) / (h * w):.4f} bpp, above the target {bpp}")
+
+
+def network_input(rgb: np.ndarray, multiple: int) -> torch.Tensor:
+    """uint8 RGB [H, W, 3] -> float [1, 3, H', W'] in [0, 1], replicate-padded to a multiple of ``multiple``."""
+    return pad_to_multiple(torch.tensor(rgb).permute(2, 0, 1).unsqueeze(0).float().div_(255.0), multiple)
+
+
+def pixels_of(x: torch.Tensor, height: int, width: int) -> np.ndarray:
+    """A decoded [1, 3, H', W'] tensor in [0, 1] -> uint8 RGB [height, width, 3] (padding cropped)."""
+    return x[0, :, :height, :width].mul(255).round_().to(torch.uint8).permute(1, 2, 0).numpy()
 
 
 def check_pixels(net: ImageCodecModel, height: int, width: int) -> None:
@@ -125,7 +135,7 @@ def decode(
         else:
             strings = [c.stream(f"l{i}") for i in range(net.stream_count)]
             x = net.decompress(strings, hp, wp, loaded.quality if loaded.spec.ladder else None)
-    rgb = x[0, :, :h, :w].mul(255).round_().to(torch.uint8).permute(1, 2, 0).numpy()
+    rgb = pixels_of(x, h, w)
     alpha = io.read_png_plane(c.stream("alpha"), h, w) if mode in ("LA", "RGBA") else None
     return io.join_alpha(np.ascontiguousarray(rgb), mode, alpha)
 

@@ -58,11 +58,11 @@ def synthetic_clips(images: list[np.ndarray], frames: int, size: tuple[int, int]
 def examples(coder, clip: list[np.ndarray]) -> Iterator[tuple[Tensor, Tensor, Tensor]]:  # noqa: ANN001 - a VideoCoder
     """``(features [m, F, h, w], candidates [OFFSETS, m, h, w], indices [m, h, w])`` of every inter scale of ``clip``,
     the indices chosen as the coder's encoder chooses them (one GOP)."""
-    from ..models.mcquic import pad_to_multiple
+    from ..image.coding import network_input
 
     prev = None
     for frame in clip:
-        x = pad_to_multiple(torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255, coder.net.pad_multiple)
+        x = network_input(frame, coder.net.pad_multiple)
         with torch.inference_mode():
             _, current = coder.encode_intra(x) if prev is None else coder.encode_inter(x, prev)
         if prev is not None:

@@ -24,11 +24,10 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .. import container
 from ..errors import CorruptStreamError, FormatError, InputError, ModelError
-from ..models.mcquic import pad_to_multiple
+from ..image.coding import network_input, pixels_of
 from ..runtime import inference
 from . import temporal
 from .coding import VideoCoder
@@ -62,10 +61,6 @@ def load_prior(path: str | os.PathLike | None = None) -> tuple[temporal.Temporal
     return prior, weights_hash(prior.state_dict())
 
 
-def _tensor(frame: np.ndarray, multiple: int) -> torch.Tensor:
-    return pad_to_multiple(torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float() / 255, multiple)
-
-
 def encode_gops(
     frames: Iterable[np.ndarray],
     coder: VideoCoder,
@@ -90,7 +85,7 @@ def encode_gops(
                 size = frame.shape[:2]
             elif frame.shape[:2] != size:
                 raise FormatError(f"frame {i} is {frame.shape[1]}x{frame.shape[0]}, the clip {size[1]}x{size[0]}")
-            x = _tensor(frame, coder.net.pad_multiple)
+            x = network_input(frame, coder.net.pad_multiple)
             payload, prev = coder.encode_intra(x) if prev is None or intra_only else coder.encode_inter(x, prev)
             payloads.append(payload)
             if progress is not None:
@@ -172,5 +167,5 @@ def decode_gop(c: container.Container, coder: VideoCoder, last: np.ndarray | Non
                 damaged.append(first + i)
                 yield last if last is not None else np.zeros((h, w, 3), np.uint8)
                 continue
-            last = coder.synthesize(prev)[0, :, :h, :w].mul(255).round_().to(torch.uint8).permute(1, 2, 0).numpy()
+            last = pixels_of(coder.synthesize(prev), h, w)
             yield last
