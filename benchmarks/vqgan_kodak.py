@@ -4,7 +4,10 @@ Per level and image we encode through the public API (real files: header, stream
 decode; bpp = 8 * file bytes / (H * W).  The paper's uniform coding spends log2(K) bits per index;
 "uniform" rows keep our header and replace the entropy-coded index stream by log2(K) bits per index
 (same indices, so the same decode).  "index bpp" compares the index payloads alone.  PSNR on 8-bit
-RGB, MS-SSIM with pytorch_msssim (data_range=255), averaged per image as the field does.
+RGB, MS-SSIM with pytorch_msssim (data_range=255), averaged per image as the field does.  Colour:
+mean CIE76 delta-E in CIELAB and the mean per-pixel channel spread (max - min of R, G, B; the
+source's beside it).  "no tone" columns decode the same file with its tone layer removed (what the
+codec gave before the tone layer, :mod:`codec.image.tone`).
 
 Usage (from the repository root)::
 
@@ -35,6 +38,7 @@ from tqdm import tqdm  # noqa: E402
 sys.path.insert(0, str(REPO_ROOT))
 import codec  # noqa: E402
 from codec import container, registry  # noqa: E402
+from codec.metrics import channel_spread, delta_e  # noqa: E402
 
 CLASSICAL = (
     ("AVIF 4:4:4 speed 6", "avif", {"speed": 6, "pixelformat": "444"}, (0, 2, 5, 10, 15, 20)),
@@ -48,6 +52,20 @@ def quality(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     return psnr(a, b), msssim(a, b)
 
 
+def _tensor(img: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(img).permute(2, 0, 1).double() / 255
+
+
+def colour_error(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean CIE76 delta-E of two uint8 [H, W, 3] images."""
+    return delta_e(_tensor(a), _tensor(b))
+
+
+def spread(img: np.ndarray) -> float:
+    """Mean per-pixel channel spread (8-bit levels) of a uint8 [H, W, 3] image."""
+    return channel_spread(_tensor(img))
+
+
 def run_vqgan(images: dict[str, np.ndarray], weights: str | None) -> list[dict]:
     """One row per (level, image): file bpp, index bpp learned/uniform, PSNR, MS-SSIM."""
     net = registry.load("vqgan", 1, weights).model
@@ -59,14 +77,21 @@ def run_vqgan(images: dict[str, np.ndarray], weights: str | None) -> list[dict]:
             data = codec.encode(img, model="vqgan", quality=level, weights=weights)
             out = codec.decode(data, weights=weights)
             psnr, sim = quality(img, out)
-            stream = len(container.unpack(data).stream("l0"))
+            c = container.unpack(data)
+            stream = len(c.stream("l0"))
+            tone_bytes = len(c.stream("tone")) if "tone" in c.meta else 0
+            c.meta.pop("tone", None)
+            c.streams = [(n, d) for n, d in c.streams if n != "tone"]
+            plain = codec.decode(container.pack(c), weights=weights)
             uniform_bits = net.uniform_bpp(level, h, w) * h * w
             rows.append({
                 "codec": "vqgan", "level": level, "codebook_size": k, "image": name,
                 "bpp": 8 * len(data) / (h * w),
                 "bpp_uniform": (8 * (len(data) - stream) + uniform_bits) / (h * w),
                 "index_bpp": 8 * stream / (h * w), "index_bpp_uniform": uniform_bits / (h * w),
-                "psnr": psnr, "ms_ssim": sim,
+                "psnr": psnr, "ms_ssim": sim, "tone_bpp": 8 * tone_bytes / (h * w),
+                "delta_e": colour_error(img, out), "spread": spread(out), "spread_source": spread(img),
+                "psnr_no_tone": quality(img, plain)[0], "delta_e_no_tone": colour_error(img, plain), "spread_no_tone": spread(plain),
             })
     return rows
 
@@ -79,8 +104,10 @@ def run_classical(images: dict[str, np.ndarray]) -> list[dict]:
         for q in levels:
             for name, img in images.items():
                 data = encode(img, level=q, **extra)
-                psnr, sim = quality(img, decode(data))
-                rows.append({"codec": title, "level": q, "image": name, "bpp": 8 * len(data) / (img.shape[0] * img.shape[1]), "psnr": psnr, "ms_ssim": sim})
+                out = decode(data)
+                psnr, sim = quality(img, out)
+                rows.append({"codec": title, "level": q, "image": name, "bpp": 8 * len(data) / (img.shape[0] * img.shape[1]), "psnr": psnr, "ms_ssim": sim,
+                             "delta_e": colour_error(img, out), "spread": spread(out)})
     return rows
 
 
@@ -120,22 +147,30 @@ def plot(summary: list[dict], path: Path) -> None:
 
 def write_table(summary: list[dict], path: Path) -> None:
     """Markdown: one row per level / classical setting, plus the learned-vs-uniform saving."""
-    lines = ["| codec | level | K | bpp | bpp (uniform idx) | index saving | PSNR | MS-SSIM |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| codec | level | K | bpp | of which tone | bpp (uniform idx) | index saving | PSNR | MS-SSIM | delta-E | spread "
+        "| PSNR / delta-E / spread, no tone |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for s in summary:
         if s["codec"] == "vqgan":
             saving = 1 - s["index_bpp"] / s["index_bpp_uniform"]
             lines.append(
-                f"| VQGAN-cluster | {s['level']} | {s['codebook_size']} | {s['bpp']:.4f} | {s['bpp_uniform']:.4f} | {100 * saving:.1f}% "
-                f"| {s['psnr']:.2f} | {s['ms_ssim']:.4f} |"
+                f"| VQGAN-cluster | {s['level']} | {s['codebook_size']} | {s['bpp']:.4f} | {s['tone_bpp']:.4f} | {s['bpp_uniform']:.4f} "
+                f"| {100 * saving:.1f}% | {s['psnr']:.2f} | {s['ms_ssim']:.4f} | {s['delta_e']:.2f} | {s['spread']:.1f} "
+                f"| {s['psnr_no_tone']:.2f} / {s['delta_e_no_tone']:.2f} / {s['spread_no_tone']:.1f} |"
             )
         else:
-            lines.append(f"| {s['codec']} | q={s['level']} | | {s['bpp']:.4f} | | | {s['psnr']:.2f} | {s['ms_ssim']:.4f} |")
+            lines.append(
+                f"| {s['codec']} | q={s['level']} | | {s['bpp']:.4f} | | | | {s['psnr']:.2f} | {s['ms_ssim']:.4f} | {s['delta_e']:.2f} | {s['spread']:.1f} | |"
+            )
     vq = [s for s in summary if s["codec"] == "vqgan"]
     under = [s for s in vq if s["bpp"] <= 0.05]
     mean_saving = float(np.mean([1 - s["index_bpp"] / s["index_bpp_uniform"] for s in vq]))
     lines += ["", f"Levels at <= 0.05 bpp (whole file): {len(under)} of {len(vq)}.",
               f"Index stream vs uniform log2(K) coding, mean over levels: {100 * mean_saving:.1f}% smaller.",
-              f"Best MS-SSIM at <= 0.05 bpp: {max((s['ms_ssim'] for s in under), default=float('nan')):.4f}."]
+              f"Best MS-SSIM at <= 0.05 bpp: {max((s['ms_ssim'] for s in under), default=float('nan')):.4f}.",
+              f"Channel spread of the sources: {vq[0]['spread_source']:.1f} (8-bit levels)."]
     path.write_text("\n".join(lines) + "\n")
 
 

@@ -32,6 +32,11 @@ class ModelInfo:
     ladder_keys: tuple[str, ...] = ()  # ladder models: the config lists whose entries are its levels; the quality picks one
     packets: bool = False  # can write resilient files of independently decodable packets (packet_rows, --packet-rows)
     recovery: str | None = None  # shipped lost-index recovery weights (file in CHECKPOINTS), if any
+    tone: tuple[tuple[int, int, int], ...] = ()  # per level: tone layer (block size, luma step, chroma step); () = none
+
+    def tone_settings(self, level: int) -> tuple[int, int, int] | None:
+        """The tone layer new files of ``level`` carry (:mod:`codec.image.tone`); levels past the table take its last entry."""
+        return self.tone[min(level, len(self.tone)) - 1] if self.tone else None
 
     @property
     def ladder(self) -> bool:
@@ -76,6 +81,8 @@ CATALOG: dict[str, ModelInfo] = {
             ladder_keys=("sizes",),
             packets=True,
             recovery="vqgan-recovery.safetensors",
+            # on the Kodak rate-distortion hull of levels x settings (vqgan.md), level 9 kept under 0.05 bpp
+            tone=((64, 8, 8), (64, 4, 4), (64, 4, 4), (32, 8, 8), (32, 8, 4), (32, 4, 4), (32, 4, 4), (32, 8, 4), (32, 8, 8)),
         ),
     )
 }

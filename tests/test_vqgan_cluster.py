@@ -12,10 +12,12 @@ from PIL import Image
 from safetensors.torch import save_file
 
 import codec
-from codec import registry
+from codec import container, registry
+from codec.catalog import CATALOG
 from codec.checkpoint import load_weights, read_metadata, save_weights
 from codec.cli import main
 from codec.errors import InputError, ModelError
+from codec.image import tone
 from codec.models.vqgan import TINY, VQGAN
 from codec.models.vqgan_cluster import VQGANCluster, VQGANClusterConfig
 from codec.training import vqgan as vqgan_training
@@ -91,12 +93,15 @@ def test_round_trip_every_level(ladder, photo):
         assert info["level"] == level and info["codebook_size"] == SIZES[level - 1] and info["model"] == "vqgan"
         out = codec.decode(data, weights=ladder)
         assert out.shape == photo.shape and out.dtype == np.uint8
-        # the decode equals the network's own reconstruction of the coded indices
+        # the decode equals the network's own reconstruction of the coded indices, toned by the file's tone layer
+        c = container.unpack(data)
+        assert c.meta["tone"] == list(CATALOG["vqgan"].tone_settings(level))
         x = torch.tensor(photo).permute(2, 0, 1)[None].float() / 255
         with torch.no_grad():
             x = torch.nn.functional.pad(x, (0, 3, 0, 2), mode="replicate")  # 70x101 -> 72x104 (f4)
             idx = net.level_indices(x, level)
             ref = net.level_decode(idx, level, photo.shape[:2])
+        ref = tone.apply(ref, c.stream("tone"), *photo.shape[:2], tone.ToneSettings.from_meta(c.meta["tone"]))
         ref = ref[0].mul(255).round().byte().permute(1, 2, 0).numpy()
         assert np.abs(ref.astype(int) - out.astype(int)).max() <= 1
 

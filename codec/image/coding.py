@@ -1,7 +1,8 @@
 """Image files: pixels in, container out, and back (models from the registry, packets and parity here).
 
 A plain file holds one stream per model stream (``l0``, ...) plus a lossless ``alpha`` plane when the
-source had one; a resilient VQGAN-cluster file holds index packets ``p0, p1, ...`` and parity packets
+source had one and, for models with a tone table (VQGAN-cluster), a ``tone`` stream that sets the
+large-scale colour (:mod:`codec.image.tone`); a resilient VQGAN-cluster file holds index packets ``p0, p1, ...`` and parity packets
 ``f0, ...`` (:mod:`codec.image.resilient`, :mod:`codec.image.parity`).
 """
 
@@ -20,7 +21,7 @@ from ..errors import CorruptStreamError, FormatError, InputError, ModelError
 from ..models.base import ImageCodecModel
 from ..models.mcquic import pad_to_multiple
 from ..runtime import inference, model_for, model_id
-from . import io, parity, resilient
+from . import io, parity, resilient, tone
 
 
 def encode(
@@ -54,13 +55,22 @@ def encode(
     check_pixels(net, h, w)
     if packet_parity is not None:  # a bad fraction, or too many packets for the code, fails before any coding
         parity.parity_count(len(layout.slices(-(-h // net.pad_multiple), -(-w // net.pad_multiple))), packet_parity)
-    extra = [("alpha", io.png_bytes(alpha))] if alpha is not None else []
+    alpha_stream = [("alpha", io.png_bytes(alpha))] if alpha is not None else []
+    tones: dict[tone.ToneSettings, bytes] = {}
 
     def pack(strings: list[bytes], level: int | None) -> bytes:
         identity, meta = model_id(loaded), {"mode": mode}
+        extra = alpha_stream
         if level is not None:
             identity["quality"] = level
             meta.update(level=level, **net.level_meta(level))
+            settings = loaded.spec.tone_settings(level)
+            if settings is not None:
+                ts = tone.ToneSettings(*settings)
+                if ts not in tones:
+                    tones[ts] = tone.encode(network_input(rgb, 1), ts)
+                meta["tone"] = ts.meta()
+                extra = alpha_stream + [("tone", tones[ts])]
         if packet_rows is None:
             streams = [(f"l{i}", s) for i, s in enumerate(strings)] + extra
         else:  # packets last: a truncated file loses packets, never the (non-erasable) alpha plane
@@ -135,6 +145,8 @@ def decode(
         else:
             strings = [c.stream(f"l{i}") for i in range(net.stream_count)]
             x = net.decompress(strings, hp, wp, loaded.quality if loaded.spec.ladder else None)
+        if "tone" in c.meta:
+            x = tone.apply(x, c.stream("tone"), h, w, tone.ToneSettings.from_meta(c.meta["tone"]))
     rgb = pixels_of(x, h, w)
     alpha = io.read_png_plane(c.stream("alpha"), h, w) if mode in ("LA", "RGBA") else None
     return io.join_alpha(np.ascontiguousarray(rgb), mode, alpha)

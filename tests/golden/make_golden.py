@@ -4,7 +4,8 @@
 
 For every shipped checkpoint, small files encoded with it (each quality end, a resilient file with
 parity, a damaged copy decoded by the recovery transformer) and, for every older container version
-and climate record version the code still reads, a copy in that format.  ``manifest.json`` lists
+and climate record version the code still reads, a copy in that format.  Entries marked ``"frozen"``
+(files an older encoder wrote, e.g. VQGAN-cluster files before the tone layer) are kept as they are.  ``manifest.json`` lists
 each file with how it was made and the file holding its expected decode.  Any later change that
 alters the bytes of a new encode, or the decode of an existing file, fails the golden test: if the
 change is intended, say so in the commit, bump the format version where old files are affected, and
@@ -75,7 +76,9 @@ def save_decode(name: str, decoded) -> str:  # noqa: ANN001 - array or Dataset
 def main() -> None:
     """Write the inputs, the golden files, their expected decodes and ``manifest.json``."""
     make_inputs()
-    entries: list[dict] = []
+    manifest = HERE / "manifest.json"
+    # frozen entries are files of an older encoder (e.g. VQGAN-cluster before the tone layer): kept as they are
+    entries: list[dict] = [e for e in json.loads(manifest.read_text()) if e.get("frozen")] if manifest.exists() else []
 
     def add(name: str, data: bytes, how: dict, decoded, same_as: str | None = None) -> None:  # noqa: ANN001
         """Record a golden file; ``same_as``: a file whose expected decode it shares (checked here)."""
@@ -131,7 +134,7 @@ def main() -> None:
             stem, suffix = source.rsplit(".", 1)
             add(f"{stem}-container{version}.{suffix}", data, {"from": source, "note": f"container format version {version}"}, codec.decode(data), same_as=source)
 
-    (HERE / "manifest.json").write_text(json.dumps(entries, indent=1) + "\n")
+    manifest.write_text(json.dumps(entries, indent=1) + "\n")
     total = sum((HERE / e["file"]).stat().st_size for e in entries)
     print(f"{len(entries)} golden files, {total} bytes, in {HERE}")
 
