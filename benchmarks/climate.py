@@ -100,7 +100,7 @@ def run_ours(item: dict, coder: LevelCoder, bound: float | None) -> dict:
         t = time.perf_counter()
         fieldcodec.decode(coder, record, spec, ~np.isnan(field))
         t_dec = time.perf_counter() - t
-    grid = record[fieldcodec._HEAD.size] if spec.record_version == 2 else 0
+    grid = record[fieldcodec._HEAD.size] if spec.record_version >= 2 else 0
     return {"bytes": len(record) + archive.RECORD_ENTRY_BYTES + mask_bytes(field), "encode_s": t_enc, "decode_s": t_dec, "grid": grid, **errors(field, recon)}
 
 

@@ -4,7 +4,8 @@ Record layout (little-endian)::
 
     mean f8, std f8        normalization of this field (its valid points); NaN mean = no valid point
     len_z u4, len_y u4, len_r u4
-    grid u1                (record version 2 only) log2 of the factor s of the coded grid; 255 = no network
+    grid u1                (record versions 2, 3) log2 of the factor s of the coded grid; 255 = no network
+    low f4, high f4        (record version 3) the field's range over its valid points, rounded outwards
     z, y                   the VAEformer's hyper-latent and latent bytes
     r                      residual bytes of the error bound (empty without a bound)
 
@@ -25,6 +26,11 @@ file holds the same network bytes as its network level without a bound, plus the
 explicit bound (``--max-abs-error``) the encoder also codes the field by the residual coder alone,
 around its mean, and keeps that record (grid byte 255, no network bytes) when it is shorter: on
 smooth fine grids at tight bounds the network's texture costs the interpolation more than it saves.
+
+**Range.**  From record version 3 every decoded point is clipped to the source field's own range
+(``low``, ``high``): the true value lies in it, so clipping only ever moves a decoded point closer
+(RMSE and max error can only drop, a bound keeps holding), and a field that is never negative
+(precipitation, snow depth, cloud cover) never decodes negative, nor above its own maximum.
 
 A field's bound is the smaller of the variable's absolute bound (``--max-abs-error``) and, at a
 refinement quality, the quality's relative bound times the field's ``std`` as stored in the record.
@@ -47,7 +53,8 @@ from . import errorbound
 
 _HEAD = struct.Struct("<ddIII")
 _HEAD_V2 = struct.Struct("<ddIIIB")
-RECORD_VERSIONS = (1, 2)
+_HEAD_V3 = struct.Struct("<ddIIIBff")
+RECORD_VERSIONS = (1, 2, 3)
 GRID_FACTORS = (1, 2, 4, 8, 16)  # coded grid = field grid / s
 NO_NETWORK, NO_NETWORK_CODE = 0, 255  # grid byte 255: no network bytes, the residual codes the field around its mean
 MIN_GRID_POINTS = 16  # a coarse grid keeps at least this many rows and columns (or the field's own, if fewer)
@@ -63,12 +70,12 @@ class FieldSpec:
     bound: float | None = None
     packing: tuple[float, float] | None = None
     int_range: tuple[int, int] | None = None  # storable integers of a packed variable
-    record_version: int = 1  # 2: the encoder chooses the coded grid (see the module docstring)
+    record_version: int = 1  # 2: the encoder chooses the coded grid; 3: and the record holds the field's range
 
     @property
     def head(self) -> struct.Struct:
         """The record header of this version."""
-        return _HEAD_V2 if self.record_version == 2 else _HEAD
+        return {2: _HEAD_V2, 3: _HEAD_V3}.get(self.record_version, _HEAD)
 
     def grid_factors(self) -> tuple[int, ...]:
         """Factors the encoder may try, coarsest first (only 1 in version 1 records)."""
@@ -163,31 +170,48 @@ def _network_output(net: LevelCoder, z: bytes, y: bytes, s: int, valid: np.ndarr
     return np.where(valid, out, np.nan)
 
 
+def field_range(field: np.ndarray) -> tuple[float, float]:
+    """The valid points' ``(min, max)`` as float32 values rounded outwards (so the range holds every point)."""
+    lo, hi = np.float32(np.nanmin(field)), np.float32(np.nanmax(field))
+    lo = lo if lo <= np.nanmin(field) else np.nextafter(lo, np.float32(-np.inf))
+    hi = hi if hi >= np.nanmax(field) else np.nextafter(hi, np.float32(np.inf))
+    return float(lo), float(hi)
+
+
 def encode(net: LevelCoder, field: np.ndarray, spec: FieldSpec) -> tuple[bytes, np.ndarray]:
     """Record bytes of ``field`` (float64, NaN = missing) and the reconstruction a decoder will produce."""
     mean, std = field_stats(field)
     if np.isnan(mean):
-        return _record(spec, mean, std, b"", b"", b"", 1), np.full(spec.shape, np.nan)
+        return _record(spec, mean, std, b"", b"", b"", 1, (np.nan, np.nan)), np.full(spec.shape, np.nan)
     valid = ~np.isnan(field)
+    span = field_range(field) if spec.record_version >= 3 else None
     z, y, s, recon = _best_grid(net, field, valid, spec, mean, std)
     bound = field_bound(net, spec, std)
     if bound is None:
-        return _record(spec, mean, std, z, y, b"", s), recon
+        return _record(spec, mean, std, z, y, b"", s, span), _clip(recon, span)
     r, out = errorbound.encode(field, recon, bound, spec.packing, spec.dtype, spec.int_range)
-    if spec.bound is not None and spec.record_version == 2:  # an explicit bound: the residual alone may be shorter
+    if spec.bound is not None and spec.record_version >= 2:  # an explicit bound: the residual alone may be shorter
         r0, out0 = errorbound.encode(field, np.where(valid, mean, np.nan), bound, spec.packing, spec.dtype, spec.int_range)
         if len(r0) < len(z) + len(y) + len(r):
-            return _record(spec, mean, std, b"", b"", r0, NO_NETWORK), out0
-    return _record(spec, mean, std, z, y, r, s), out
+            return _record(spec, mean, std, b"", b"", r0, NO_NETWORK, span), _clip(out0, span)
+    return _record(spec, mean, std, z, y, r, s, span), _clip(out, span)
+
+
+def _clip(values: np.ndarray, span: tuple[float, float] | None) -> np.ndarray:
+    """``values`` clipped to the field's range (record version 3; NaN stays NaN)."""
+    return values if span is None else np.clip(values, *span)
 
 
 def _best_grid(net: LevelCoder, field: np.ndarray, valid: np.ndarray, spec: FieldSpec, mean: float, std: float) -> tuple[bytes, bytes, int, np.ndarray]:
     """``(z, y, s, reconstruction)`` of the grid factor ``s`` with the lowest Lagrangian (local search, module docstring)."""
 
+    span = field_range(field) if spec.record_version >= 3 else None
+
     def trial(s: int) -> tuple[float, bytes, bytes, int, np.ndarray]:
         z, y = net.compress(network_input(block_means(field, s), mean, std))
         recon = _network_output(net, z, y, s, valid, mean, std)
-        return _lagrangian(net, field, recon, valid, std, spec.head.size + len(z) + len(y)), z, y, s, recon
+        rated = _clip(recon, span)  # the grid is judged on what the decoder will give
+        return _lagrangian(net, field, rated, valid, std, spec.head.size + len(z) + len(y)), z, y, s, recon
 
     factors = spec.grid_factors()  # coarsest first
     small = [i for i, s in enumerate(factors) if np.prod([-(-n // s) for n in spec.shape]) <= SEARCH_START_POINTS]
@@ -205,8 +229,10 @@ def _best_grid(net: LevelCoder, field: np.ndarray, valid: np.ndarray, spec: Fiel
     return best[1:]
 
 
-def _record(spec: FieldSpec, mean: float, std: float, z: bytes, y: bytes, r: bytes, s: int) -> bytes:
-    extra = (NO_NETWORK_CODE if s == NO_NETWORK else s.bit_length() - 1,) if spec.record_version == 2 else ()
+def _record(spec: FieldSpec, mean: float, std: float, z: bytes, y: bytes, r: bytes, s: int, span: tuple[float, float] | None) -> bytes:
+    extra = (NO_NETWORK_CODE if s == NO_NETWORK else s.bit_length() - 1,) if spec.record_version >= 2 else ()
+    if spec.record_version >= 3:
+        extra += tuple(span)
     return spec.head.pack(mean, std, len(z), len(y), len(r), *extra) + z + y + r
 
 
@@ -227,7 +253,8 @@ def decode(net: LevelCoder, record: bytes, spec: FieldSpec, valid: np.ndarray) -
     head = spec.head
     if len(record) < head.size:
         raise CorruptStreamError("field record truncated")
-    mean, std, lz, ly, lr, *grid = head.unpack_from(record)
+    mean, std, lz, ly, lr, *extra = head.unpack_from(record)
+    grid, span = extra[:1], (tuple(extra[1:]) if spec.record_version >= 3 else None)
     s = 1 if not grid else NO_NETWORK if grid[0] == NO_NETWORK_CODE else 1 << min(grid[0], 31)
     if s not in (*GRID_FACTORS, NO_NETWORK) or (s == NO_NETWORK and (lz or ly or not lr)):
         raise CorruptStreamError("field record has an unknown grid factor")
@@ -237,10 +264,12 @@ def decode(net: LevelCoder, record: bytes, spec: FieldSpec, valid: np.ndarray) -
         return np.full(spec.shape, np.nan)
     if not (np.isfinite(mean) and np.isfinite(std) and std > 0):
         raise CorruptStreamError("field record has invalid normalization")
+    if span is not None and not (np.isfinite(span).all() and span[0] <= span[1]):
+        raise CorruptStreamError("field record has an invalid range")
     z = record[head.size : head.size + lz]
     y = record[head.size + lz : head.size + lz + ly]
     recon = np.where(valid, mean, np.nan) if s == NO_NETWORK else _network_output(net, z, y, s, valid, mean, std)
     bound = field_bound(net, spec, std)
     if bound is None:
-        return recon
-    return errorbound.decode(record[head.size + lz + ly :], recon, valid, bound, spec.packing, spec.dtype, spec.int_range)
+        return _clip(recon, span)
+    return _clip(errorbound.decode(record[head.size + lz + ly :], recon, valid, bound, spec.packing, spec.dtype, spec.int_range), span)

@@ -119,9 +119,9 @@ def main() -> None:
         name = f"vaeformer-q{kwargs['quality']}{'-bounded' if 'max_abs_error' in kwargs else ''}.cra"
         add(name, data, {"input": FIELDS, "encode": kwargs}, codec.decode(data))
 
-    archive.RECORD_VERSION = 1  # the records every file before record version 2 holds (no header key then)
+    current, archive.RECORD_VERSION = archive.RECORD_VERSION, 1  # the records of every file before version 2 (no header key)
     c = container.unpack(codec.encode(fields, quality=2))
-    archive.RECORD_VERSION = 2
+    archive.RECORD_VERSION = current
     del c.meta["field_records"]
     old = container.pack(c)
     add("vaeformer-q2-records1.cra", old, {"input": FIELDS, "note": "climate field records version 1"}, codec.decode(old))
