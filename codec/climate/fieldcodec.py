@@ -185,7 +185,7 @@ def encode(net: LevelCoder, field: np.ndarray, spec: FieldSpec) -> tuple[bytes, 
         return _record(spec, mean, std, b"", b"", b"", 1, (np.nan, np.nan)), np.full(spec.shape, np.nan)
     valid = ~np.isnan(field)
     span = field_range(field) if spec.record_version >= 3 else None
-    z, y, s, recon = _best_grid(net, field, valid, spec, mean, std)
+    z, y, s, recon = _best_grid(net, field, valid, spec, mean, std, span)
     bound = field_bound(net, spec, std)
     if bound is None:
         return _record(spec, mean, std, z, y, b"", s, span), _clip(recon, span)
@@ -202,10 +202,10 @@ def _clip(values: np.ndarray, span: tuple[float, float] | None) -> np.ndarray:
     return values if span is None else np.clip(values, *span)
 
 
-def _best_grid(net: LevelCoder, field: np.ndarray, valid: np.ndarray, spec: FieldSpec, mean: float, std: float) -> tuple[bytes, bytes, int, np.ndarray]:
+def _best_grid(
+    net: LevelCoder, field: np.ndarray, valid: np.ndarray, spec: FieldSpec, mean: float, std: float, span: tuple[float, float] | None
+) -> tuple[bytes, bytes, int, np.ndarray]:
     """``(z, y, s, reconstruction)`` of the grid factor ``s`` with the lowest Lagrangian (local search, module docstring)."""
-
-    span = field_range(field) if spec.record_version >= 3 else None
 
     def trial(s: int) -> tuple[float, bytes, bytes, int, np.ndarray]:
         z, y = net.compress(network_input(block_means(field, s), mean, std))

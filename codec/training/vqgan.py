@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from pytorch_msssim import ms_ssim as _ms_ssim
 from torch import Tensor, nn
 
+from ..image.tone import YCBCR
 from ..metrics import ms_ssim, psnr
 from ..models.vqgan import VQGAN, DiscriminatorConfig, PatchDiscriminator, VQGANConfig
 from .trainer import ImageData
@@ -70,8 +71,8 @@ def hinge_d_loss(real: Tensor, fake: Tensor) -> Tensor:
     return 0.5 * (F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean())
 
 
-CHROMA = torch.tensor([[-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]])
-"""RGB -> (Cb, Cr) rows of BT.601 YCbCr."""
+CHROMA = YCBCR[1:].float()
+"""RGB -> (Cb, Cr) rows of BT.601 YCbCr (the tone layer's matrix)."""
 
 
 def reconstruction_loss(x: Tensor, x_hat: Tensor, ms_ssim_weight: float, chroma_weight: float = 0.0) -> tuple[Tensor, Tensor]:
