@@ -163,3 +163,20 @@ def test_other_weights_are_detected_on_decode(bounded: numcodec.ClimateCodec) ->
     other = numcodec.ClimateCodec(**config)
     with pytest.raises(ModelError, match="weights"):
         other.decode(data)
+
+
+def test_chunks_clip_to_each_fields_range_and_format_1_chunks_still_decode(monkeypatch) -> None:
+    """Format 2 chunks hold record version 3 (every decoded point within its field's range); format 1 chunks
+    (record version 2, no range) written before still decode as they did."""
+    rng = np.random.default_rng(5)
+    rain = np.clip(rng.gamma(0.3, 1.0, size=(2, 24, 48)).cumsum(-1) / 40 - 0.3, 0, None).astype("f4")
+    codec = numcodecs.get_codec({"id": "codec", "quality": 1})
+    monkeypatch.setattr(numcodec, "VERSION", 1)
+    old = codec.encode(rain)
+    monkeypatch.undo()
+    new = codec.encode(rain)
+    assert old[3] == 1 and new[3] == numcodec.VERSION == 2
+    back_old, back_new = codec.decode(old), codec.decode(new)
+    assert back_old.min() < 0.0  # the network's error crossed zero in format 1
+    for y, x in zip(back_new, rain, strict=True):
+        assert x.min() <= y.min() and y.max() <= x.max()

@@ -17,7 +17,7 @@ decoded point is within that bound; the encoder checks it on every chunk before 
 
 Chunk layout (little-endian)::
 
-    magic "CZC" + version u1, dtype u1 (4 = float32, 8 = float64), ndim u1, shape u4 x ndim
+    magic "CZC" + format u1 (2: field records of version 3, clipped to each field's range; 1: version 2), dtype u1 (4 = float32, 8 = float64), ndim u1, shape u4 x ndim
     per field: len_mask u4, len_record u4, mask (zlib of the packed NaN bits; empty if none), record
     crc32 u4 of everything before
 
@@ -44,7 +44,8 @@ from .masks import pack_missing, unpack_valid
 CODEC_ID = "codec"
 ZARR_NAME = "numcodecs.codec"  # the name a Zarr 3 store records (numcodecs codecs are "numcodecs.<id>")
 MAGIC = b"CZC"
-VERSION = 1
+VERSION = 2  # chunk format written now
+RECORDS = {1: 2, 2: 3}  # chunk format -> the field record version its fields use (fieldcodec.RECORD_VERSIONS)
 _HEAD = struct.Struct("<3sBBB")
 _FIELD = struct.Struct("<II")
 _U32 = struct.Struct("<I")
@@ -138,7 +139,7 @@ class ClimateCodec(Codec, BytesBytesCodec):
         fields = np.ascontiguousarray(arr, dtype=np.float64).reshape(-1, *arr.shape[-2:])
         if np.isinf(fields).any():
             raise InputError("the chunk holds infinite values; codec compresses finite values and missing (NaN) points")
-        spec = fieldcodec.FieldSpec(arr.shape[-2:], dtype, self.max_abs_error, record_version=2)
+        spec = fieldcodec.FieldSpec(arr.shape[-2:], dtype, self.max_abs_error, record_version=RECORDS[VERSION])
         parts = [_HEAD.pack(MAGIC, VERSION, dtype.itemsize, arr.ndim), *(_U32.pack(n) for n in arr.shape)]
         coder = self._coder()
         for field in fields:
@@ -175,8 +176,8 @@ class ClimateCodec(Codec, BytesBytesCodec):
     def _decode_bytes(self, data: bytes) -> np.ndarray:
         from . import fieldcodec
 
-        shape, dtype, pos = _read_head(data)
-        spec = fieldcodec.FieldSpec(shape[-2:], dtype, self.max_abs_error, record_version=2)
+        shape, dtype, pos, version = _read_head(data)
+        spec = fieldcodec.FieldSpec(shape[-2:], dtype, self.max_abs_error, record_version=RECORDS[version])
         coder = self._coder()
         n_fields = int(np.prod(shape[:-2], dtype=np.int64))
         out = np.empty((n_fields, *shape[-2:]), dtype)
@@ -264,12 +265,12 @@ def _inference() -> Any:
     return inference()
 
 
-def _read_head(data: bytes) -> tuple[tuple[int, ...], np.dtype, int]:
-    """(shape, dtype, offset of the first field) of a chunk, after checking its magic, version and checksum."""
+def _read_head(data: bytes) -> tuple[tuple[int, ...], np.dtype, int, int]:
+    """(shape, dtype, offset of the first field, chunk format) of a chunk, after checking its magic, format and checksum."""
     if len(data) < _HEAD.size + 4 or not data.startswith(MAGIC):
         raise CorruptStreamError("not a codec chunk (bad magic)")
     _, version, itemsize, ndim = _HEAD.unpack_from(data)
-    if version != VERSION:
+    if version not in RECORDS:
         raise CorruptStreamError(f"codec chunk format {version} is not one this codec reads (made by a newer version?)")
     if zlib.crc32(data[:-4]) != _U32.unpack_from(data, len(data) - 4)[0]:
         raise CorruptStreamError("codec chunk checksum mismatch (corrupt or truncated)")
@@ -281,7 +282,7 @@ def _read_head(data: bytes) -> tuple[tuple[int, ...], np.dtype, int]:
     shape = struct.unpack_from(f"<{ndim}I", data, _HEAD.size)
     if min(shape[-2:]) < 1 or int(np.prod(shape, dtype=np.float64)) > _MAX_POINTS:
         raise CorruptStreamError(f"codec chunk header has an impossible shape {shape}")
-    return tuple(shape), _DTYPES[itemsize], end
+    return tuple(shape), _DTYPES[itemsize], end, version
 
 
 def _valid(mask: bytes, shape: tuple[int, int]) -> np.ndarray:
