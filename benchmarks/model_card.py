@@ -78,10 +78,18 @@ blocks are shared, and each level has its own codebooks with m = {groups} groups
   2500 (stopped there), against 22.29 / 23.57 / 24.64 / 25.20 / 25.39 for run 4.
   This is a **short CPU budget** (the published McQuic trains for far longer on GPUs): the weights
   are a starting point for longer runs (`--init` / `--resume`), not a converged model.
-- **Known weakness**: still undertrained, and the shared autoencoder, not the codebooks, limits
-  quality: q5 spends twice q4's bits for 0.1 dB (before run 1, decoding the unquantized
-  latent of the per-quality networks gave about the same PSNR as decoding the quantized one). Longer
-  training (GPU) is what raises every level. Two encoder/coder-side alternatives were measured with
+- **Known weakness: the autoencoder is the ceiling** (`python benchmarks/mcquic_ceiling.py`,
+  `benchmarks/results/mcquic_ceiling.md`, Kodak 24 images): the decoder fed the encoder's
+  *unquantized* latent gives 25.16 dB; the quantized levels give 23.36 / 24.27 / 25.02 / 25.37 /
+  25.48 dB (q1-q5), so quantization costs q1 1.80 dB and q2 0.89 dB, while q3 is within 0.14 dB of
+  the ceiling and q4 / q5 are *above* it (the decoder was trained on quantized latents). q1-q2 are
+  limited by their codebooks, q3-q5 by the shared autoencoder (64 channels, CPU-trained): more
+  codewords cannot lift them, a stronger encoder/decoder (wider, longer trained: a GPU job) can.
+  Trainer profile (batch 8, 128 px crops, one thread, `torch.profiler`): 0.83 steps/s; convolutions
+  forward and backward take ~75 % of the step, Gumbel-noise sampling ~10 %, the data (in-memory crops)
+  under 0.1 %; channels-last weights gave no speed-up in training (0.79 steps/s) and crash in the
+  backward of the 3-channel input convolution (torch 2.14.1 CPU), and `torch.compile` segfaults on this
+  CPU, so neither is used. Two encoder/coder-side alternatives were measured with
   one-off scripts (kodim01-02 and Kodak, run 2's file) and not adopted: optimizing the latent through
   the frozen decoder (30 Adam steps, straight-through quantization) gains 0.13-0.43 dB at m = 8 / 16 but
   takes 35-45 s per image on one thread; a context for each index (its western neighbour's codeword,
@@ -94,6 +102,15 @@ File: {size:.1f} MB, weights hash `{digest}`.
 
 | level | groups m | CID22 val bpp | CID22 val PSNR | Kodak bpp | Kodak PSNR (dB) | Kodak MS-SSIM |
 |---|---|---|---|---|---|---|
+"""
+
+FOOTER = """\
+- **Large images** (2026-12-03): above 4 Mpixel the analysis and synthesis transforms run in 1024 x 1024
+  tiles (`codec/models/tiling.py`) with 192 px / 8 latent cells of context. Margins measured on kodim23
+  with 256-px tiles: analysis margins of 32 / 64 / 128 / 192 px flipped 278 / 46 / 15 / 0 indices
+  (192 gives exactly the whole-image latents); synthesis margins of 2 / 4 / 6 / 8 cells left 36,259 /
+  709 / 12 / 10 pixels off by up to 3 / 1 / 1 / 1 levels. On a 5000 x 4000 mosaic the tiled encode is
+  byte-identical to the whole-image one; peak memory 1.92 GB (encode) and 1.68 GB (decode) instead of 6.27 GB.
 """
 
 
@@ -126,7 +143,7 @@ def main() -> None:
         warmup=train["warmup"], batch=train["batch_size"], seed=train["seed"], steps=train["steps_done"], total=train["steps"],
         size=path.stat().st_size / 1e6, digest=meta["weights_hash"],
     )
-    CARD.write_text(header + "\n".join(rows) + "\n")
+    CARD.write_text(header + "\n".join(rows) + "\n" + FOOTER)
     print(CARD.read_text())
 
 
