@@ -425,3 +425,28 @@ def test_train_recovery_tiny(tiny_ladder, tmp_path, capsys):
     # the full configuration does not fit a tiny ladder: one line, before any data is read
     assert main(args[:2] + args[4:] + ["--steps", "1"]) == 1
     assert "codebook sizes" in capsys.readouterr().err
+
+
+def test_recovery_init_from_another_ladder_takes_the_new_ladders_codewords(tiny_ladder, tmp_path):
+    """``--init`` from a recovery network of one ladder, ``--ladder`` another: the trained weights carry over,
+    the codeword buffers are the new ladder's (a copy of the old ones would point at the wrong codewords)."""
+    from codec.training.recovery import LADDER_BUFFERS
+    from tests.conftest import make_ladder
+
+    data = tmp_path / "imgs"
+    data.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(data / f"{i}.png")
+    common = ["--preset", "tiny", "--data", str(data), "--val", str(data), "--no-progress", "--threads", "1", "--steps", "2"]
+    assert main(["train", "recovery", "--ladder", str(tiny_ladder), "--out", str(tmp_path / "a"), *common]) == 0
+    other = make_ladder(tmp_path / "other.safetensors", seed=5)
+    old = tmp_path / "a" / "model.safetensors"
+    assert main(["train", "recovery", "--ladder", str(other), "--init", str(old), "--out", str(tmp_path / "b"), "--lr", "1e-12", *common]) == 0
+    first, second = safetensors.torch.load_file(old), safetensors.torch.load_file(tmp_path / "b" / "model.safetensors")
+    fresh = RecoveryTransformer.for_ladder(registry.load("vqgan", 1, other).model.ladder, TINY).state_dict()
+    for name in LADDER_BUFFERS:
+        assert torch.equal(second[name], fresh[name]) and not torch.equal(second[name], first[name])
+    assert first["head.weight"].abs().max() > 1e-4  # trained away from its zero initialization ...
+    assert torch.allclose(second["head.weight"], first["head.weight"], atol=1e-6)  # ... and carried over
+    assert read_metadata(tmp_path / "b" / "model.safetensors")["ladder_hash"] == registry.load("vqgan", 1, other).weights_hash

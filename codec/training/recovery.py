@@ -115,6 +115,10 @@ class IndexCrops:
         return out
 
 
+LADDER_BUFFERS = ("codewords", "scale")
+"""Tensors of a recovery network that come from its ladder (:meth:`RecoveryTransformer.for_ladder`), not from training."""
+
+
 class RecoveryTask:
     """Plugs the recovery transformer into :func:`codec.training.trainer.train`."""
 
@@ -140,6 +144,11 @@ class RecoveryTask:
         self._ladder_hash = loaded.weights_hash
         self._decoder = loaded.model.decoder.eval().requires_grad_(False)
         return net
+
+    def adapt_init(self, weights: dict[str, Tensor]) -> dict[str, Tensor]:
+        """``--init`` weights without the ladder-derived buffers (codewords and their scale): a network
+        trained for one ladder starts training for another with the new ladder's codewords, not the old."""
+        return {k: v for k, v in weights.items() if k not in LADDER_BUFFERS}
 
     def sampler(self, data: str | Path, crop: int, seed: int) -> IndexCrops:
         """Random windows of the training images' index maps."""
