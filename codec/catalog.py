@@ -89,6 +89,27 @@ CATALOG: dict[str, ModelInfo] = {
 }
 """Every model, in the order ``codec models`` lists them."""
 
+RETIRED_WEIGHTS: dict[str, tuple[str, str]] = {
+    "b6354eae66b7064e": ("mcquic", "41553e2"),
+    "41ecf7a7caa0972c": ("mcquic", "9adea6d"),
+    "09fe0b6d28897359": ("mcquic", "501a6dc"),
+    "545a5cc9996e100d": ("mcquic", "c7d5341"),
+    "90089623be2bed39": ("vaeformer", "dff89fa"),
+}
+"""Weights hashes of checkpoints shipped earlier -> (checkpoint name, the repository commit that shipped them):
+files they made name the version to fetch instead of only a hash mismatch."""
+
+
+def retired_hint(digest: str) -> str:
+    """How to get the retired weights ``digest`` (empty for weights this table does not know)."""
+    if digest not in RETIRED_WEIGHTS:
+        return ""
+    name, commit = RETIRED_WEIGHTS[digest]
+    return (
+        f"; they are the {name} weights shipped in codec commit {commit}, retired since: "
+        f"`git show {commit}:codec/checkpoints/{name}.safetensors > {name}-{digest}.safetensors`, then --weights {name}-{digest}.safetensors"
+    )
+
 
 def default_model(kind: str) -> str:
     """Name of the default model for a media kind."""

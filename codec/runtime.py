@@ -11,7 +11,7 @@ from contextlib import contextmanager
 
 import torch
 
-from . import container, registry
+from . import catalog, container, registry
 from .errors import FormatError, InputError, ModelError
 
 DEFAULT_THREADS = 2
@@ -76,7 +76,7 @@ def model_for(c: container.Container, weights: str | os.PathLike | None) -> regi
         raise ModelError(f"file needs model {name}, weights are for {loaded.spec.name}")
     if loaded.weights_hash != digest:
         source = weights or f"the shipped {name} q{quality}"
-        hint = "" if weights else "; pass the weights it was made with as weights (--weights)"
+        hint = "" if weights else (catalog.retired_hint(digest) or "; pass the weights it was made with as weights (--weights)")
         raise ModelError(f"file was encoded with {name} weights {digest}, but {source} has {loaded.weights_hash}{hint}")
     return loaded
 

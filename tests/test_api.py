@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 import codec
-from codec import api
+from codec import api, container
 from codec.checkpoint import weights_hash
 from codec.errors import FormatError, InputError, ModelError
 from codec.metrics import psnr
@@ -202,3 +202,15 @@ def test_input_file_formats(photo, tiny_weights, tmp_path, suffix):
     assert out.shape == photo.shape
     written = Image.open(io.BytesIO(api.image_bytes(out, tmp_path / f"out{suffix}")))
     assert written.size == (101, 70)
+
+
+def test_a_file_of_retired_shipped_weights_names_the_commit_to_fetch(photo):
+    """A file made by weights the codec shipped earlier says which commit holds them, in one line."""
+    from codec import catalog
+
+    c = container.unpack(codec.encode(photo, model="mcquic", quality=1))
+    digest = next(d for d, (name, _) in catalog.RETIRED_WEIGHTS.items() if name == "mcquic")
+    c.model["weights_hash"] = digest
+    with pytest.raises(ModelError, match=rf"shipped in codec commit {catalog.RETIRED_WEIGHTS[digest][1]}.*git show") as err:
+        codec.decode(container.pack(c))
+    assert "\n" not in str(err.value)
