@@ -48,6 +48,7 @@ def encode(
     workers: int = 1,
     gop: int | None = None,
     intra_only: bool = False,
+    effort: int = 0,
 ) -> bytes:
     """Compress an image or a climate dataset to bytes.
 
@@ -57,7 +58,9 @@ def encode(
     resilient: independently decodable packets of that many token rows (see :mod:`codec.image.resilient`),
     interleaved ``packet_lattice`` x ``packet_lattice`` (default 2; 1 = packets of whole token rows),
     with ``packet_parity`` x their number of Reed-Solomon parity packets (rounded up; any that many lost
-    packets are rebuilt exactly, see :mod:`codec.image.parity`).
+    packets are rebuilt exactly, see :mod:`codec.image.parity`).  ``effort`` (McQuic) searches the finest
+    indices against the decoder for that many steps (:mod:`codec.models.index_search`): a slower encode
+    for a better decode at about the same size; decoding is unchanged.
     Video: a path with a video suffix (.mp4, .mkv, .webm, .avi, .y4m, ...), coded with McQuic at ``quality``
     in groups of ``gop`` frames (default 32), inter frames through the temporal prior unless ``intra_only``.
     Climate: a netCDF/GRIB path or an ``xarray.Dataset``; ``max_abs_error`` (a number, or
@@ -72,12 +75,16 @@ def encode(
     if is_video_path(data):
         from .video import clip
 
-        if max_abs_error is not None or bpp is not None or packet_rows is not None or scheduler is not None:
-            raise InputError("max_abs_error, bpp, packet_rows and scheduler do not apply to video")
+        if max_abs_error is not None or bpp is not None or packet_rows is not None or scheduler is not None or effort:
+            raise InputError("max_abs_error, bpp, packet_rows, scheduler and effort do not apply to video")
         return b"".join(clip.encode(data, model, quality, weights, clip.file.DEFAULT_GOP if gop is None else gop, intra_only))
     if gop is not None or intra_only:
         raise InputError("gop and intra_only (--gop, --intra-only) apply to video")
+    if not isinstance(effort, int) or isinstance(effort, bool) or effort < 0:
+        raise InputError(f"effort (--effort) must be a whole number >= 0, got {effort!r}")
     if is_climate_input(data):
+        if effort:
+            raise InputError("effort (--effort) applies to images, not climate data")
         if bpp is not None or packet_rows is not None or packet_lattice is not None or packet_parity is not None:
             raise InputError("bpp, packet_rows, packet_lattice and packet_parity (--bpp, --packet-rows, --packet-lattice, --parity) apply to images, not climate data")
         return climate_coding.encode(data, model, quality, weights, max_abs_error, progress, scheduler, workers)
@@ -89,7 +96,7 @@ def encode(
         raise InputError("give either a quality/level or a target bpp, not both")
     if bpp is not None and not bpp > 0:
         raise InputError(f"target bpp must be positive, got {bpp}")
-    return image_coding.encode(data, model, quality, weights, bpp, packet_rows, packet_lattice, packet_parity)
+    return image_coding.encode(data, model, quality, weights, bpp, packet_rows, packet_lattice, packet_parity, effort)
 
 
 def decode(  # noqa: ANN201 - array or Dataset

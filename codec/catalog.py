@@ -33,6 +33,7 @@ class ModelInfo:
     packets: bool = False  # can write resilient files of independently decodable packets (packet_rows, --packet-rows)
     recovery: str | None = None  # shipped lost-index recovery weights (file in CHECKPOINTS), if any
     tone: tuple[tuple[int, int, int], ...] = ()  # per level: tone layer (block size, luma step, chroma step); () = none
+    effort: bool = False  # the encoder can search its indices against the decoder (effort, --effort; codec.models.index_search)
 
     def tone_settings(self, level: int) -> tuple[int, int, int] | None:
         """The tone layer new files of ``level`` carry (:mod:`codec.image.tone`); levels past the table take its last entry."""
@@ -53,6 +54,7 @@ CATALOG: dict[str, ModelInfo] = {
             description="McQuic multi-codebook VQ image codec (fast, no context model)",
             default_quality=3,
             ladder_keys=("groups",),
+            effort=True,
         ),
         ModelInfo(
             name=MCQUIC_OFFICIAL_MODEL,

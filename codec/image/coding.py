@@ -18,6 +18,7 @@ import torch
 
 from .. import catalog, container, registry
 from ..errors import CorruptStreamError, FormatError, InputError, ModelError
+from ..models import index_search
 from ..models.base import ImageCodecModel
 from ..models.mcquic import pad_to_multiple
 from ..runtime import inference, model_for, model_id
@@ -33,6 +34,7 @@ def encode(
     packet_rows: int | None = None,
     packet_lattice: int | None = None,
     packet_parity: float | None = None,
+    effort: int = 0,
 ) -> bytes:
     """An image file of ``image``; arguments as :func:`codec.api.encode`."""
     pixels = io.to_array(image)
@@ -48,6 +50,8 @@ def encode(
     for given, name in ((packet_lattice, "packet_lattice (--packet-lattice)"), (packet_parity, "packet_parity (--parity)")):
         if given is not None and packet_rows is None:
             raise InputError(f"{name} needs packet_rows (--packet-rows)")
+    if effort and not loaded.spec.effort:
+        raise InputError(f"effort (--effort) needs a model whose encoder can search its indices (mcquic), not {loaded.spec.name}")
     layout = None if packet_rows is None else resilient.PacketLayout(packet_rows, resilient.LATTICE if packet_lattice is None else packet_lattice)
     rgb, alpha = io.split_alpha(pixels)
     h, w = rgb.shape[:2]
@@ -90,6 +94,9 @@ def encode(
             return pack(net.compress(x), None)
 
         def streams(level: int, features: torch.Tensor | None = None) -> list[bytes]:
+            if effort:
+                features = net.features(x) if features is None else features
+                return net.compress_indices(index_search.refine_finest(net, x, features, level, effort, (h, w)), level)
             if layout is None:
                 return net.compress(x, level, features)
             return resilient.encode_packets(net.level(level), net.level_indices(x, level, features)[0], layout)

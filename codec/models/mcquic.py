@@ -228,15 +228,26 @@ class McQuic(ImageCodecModel):
         """Indices [B, m, h, w] of every scale at quality ``level``, finest first (nearest codewords in eval mode)."""
         return self._cascade(self.features(x) if features is None else features, level)[1]
 
+    def _reconstruct(self, indices: list[Tensor], level: int, finest: int = 0) -> Tensor | None:
+        """The latent reconstruction at scale ``finest`` from the codewords of the scales from the coarsest
+        down to it (None when ``finest`` is past the coarsest scale)."""
+        quantizers = self.codebooks(level)
+        recon: Tensor | None = None
+        for scale in reversed(range(finest, self.config.scales)):
+            q = quantizers[scale].lookup(indices[scale])
+            recon = self._prediction(scale, recon, q) + q
+        return recon
+
     @torch.no_grad()
     def decode_indices(self, indices: list[Tensor], level: int) -> Tensor:
         """Reconstruct images [B, 3, H, W] (unclamped) from indices of every scale, finest first."""
-        quantizers = self.codebooks(level)
-        recon: Tensor | None = None
-        for scale in reversed(range(self.config.scales)):
-            q = quantizers[scale].lookup(indices[scale])
-            recon = self._prediction(scale, recon, q) + q
-        return self._synthesis(recon)
+        return self._synthesis(self._reconstruct(indices, level))
+
+    @torch.no_grad()
+    def finest_prediction(self, features: list[Tensor], indices: list[Tensor], level: int) -> Tensor:
+        """What the finest scale's codewords are added to: the upsampled reconstruction of the coarser
+        scales' ``indices`` (zero with a single scale); ``features`` gives the finest latent's shape."""
+        return self._prediction(0, self._reconstruct(indices, level, 1), features[0])
 
     @torch.no_grad()
     def choose_indices(self, features: list[Tensor], level: int, choose: Callable[[int, Tensor, tuple[int, int]], Tensor]) -> list[Tensor]:
@@ -286,7 +297,10 @@ class McQuic(ImageCodecModel):
         """
         if x.shape[0] != 1:
             raise ValueError("compress takes a single image")
-        indices = self.encode_indices(x, level, features)
+        return self.compress_indices(self.encode_indices(x, level, features), level)
+
+    def compress_indices(self, indices: list[Tensor], level: int) -> list[bytes]:
+        """Entropy-code the indices of one image (every scale, finest first, each [1, m, h, w]) at quality ``level``."""
         return [
             categorical.encode(idx[0].flatten(1).cpu().numpy(), quantizer.freq.cpu().numpy())
             for idx, quantizer in zip(indices, self.codebooks(level), strict=True)
