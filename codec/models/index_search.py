@@ -42,28 +42,37 @@ def _search(net: torch.nn.Module, quantizer: torch.nn.Module, pred: Tensor, targ
     """The finest-scale indices [1, m, h, w] of the lowest decoder MSE found in ``steps`` evaluations from ``current``."""
     codebook = quantizer.codebook.detach()  # [m, k, d]
     squared = codebook.pow(2).sum(-1).unsqueeze(1)  # [m, 1, k]
-    best, best_mse, mu = current, float("inf"), MU_START
-    for step in range(steps):
-        latent = (pred + quantizer.lookup(current)).detach().requires_grad_(True)
+
+    def evaluate(indices: Tensor, gradient: bool) -> tuple[float, Tensor | None]:
+        """Decoder MSE of ``indices`` and, if asked, its gradient [m, N, d] with respect to the finest codewords."""
+        latent = (pred + quantizer.lookup(indices)).detach().requires_grad_(gradient)
         mse = (net.g_s(latent)[..., : size[0], : size[1]] - target).pow(2).mean()
-        if mse.item() >= best_mse:  # worse: back to the best choice, with a tighter trust region
-            current, mu = best, 2 * mu
-            continue
-        best, best_mse = current, mse.item()
-        if step == steps - 1:
-            break
+        if not gradient:
+            return mse.item(), None
         mse.backward()
-        with torch.no_grad():
-            grad = quantizer._split(latent.grad)  # [m, N, d]
-            chosen = quantizer._lookup_flat(current.flatten(2)[0])  # [m, N, d]
+        return mse.item(), quantizer._split(latent.grad)
+
+    best_mse, grad = evaluate(current, steps > 1)
+    best, mu = current, MU_START
+    for step in range(1, steps):
+        with torch.no_grad():  # the proposal: every index's best switch under the first-order model
+            chosen = quantizer._lookup_flat(best.flatten(2)[0])  # [m, N, d]
             cross = torch.bmm(chosen, codebook.transpose(1, 2))  # [m, N, k]
+            curvature = mu * 2.0 / (pred.numel())
             gain = (
                 torch.bmm(grad, codebook.transpose(1, 2))
                 - (grad * chosen).sum(-1, keepdim=True)
-                + mu * 2.0 / latent.numel() * (chosen.pow(2).sum(-1, keepdim=True) - 2 * cross + squared)
+                + curvature * (chosen.pow(2).sum(-1, keepdim=True) - 2 * cross + squared)
             )
             gain, candidate = gain.min(-1)
             threshold = torch.quantile(gain.flatten(), SWITCH_FRACTION)
             switch = (gain < 0) & (gain <= threshold)
-            current = torch.where(switch, candidate, current.flatten(2)[0]).reshape(current.shape)
+            if not bool(switch.any()):
+                break
+            proposal = torch.where(switch, candidate, best.flatten(2)[0]).reshape(best.shape)
+        mse, proposal_grad = evaluate(proposal, step < steps - 1)
+        if mse < best_mse:
+            best, best_mse, grad = proposal, mse, proposal_grad
+        else:  # worse: a tighter trust region around the best choice
+            mu *= 2
     return best
