@@ -5,8 +5,8 @@ step decodes the image once, back-propagates the pixel MSE to the decoder's inpu
 that gradient ``g`` to predict, for every finest-scale index and every codeword ``k`` of its group,
 the change of the MSE if the index switched to ``k``: ``g . (c_k - c) + mu ||c_k - c||^2`` (a
 first-order term plus a trust-region curvature ``mu``).  The 5 % of indices with the largest predicted
-gain switch.  A step whose decode is worse than the best so far is undone and ``mu`` doubles, so the
-result is never worse (in the decoder's float MSE) than the nearest-codeword choice.  Coarser scales
+gain switch.  A step whose decode is worse than the best so far is undone and ``mu`` doubles (a
+better one halves it again, down to its start), so the result is never worse (in the decoder's float MSE) than the nearest-codeword choice.  Coarser scales
 stay as the encoder chose them (a coarser index also moves every finer residual).  The decoder and
 the bitstream format are unchanged: only which indices the file holds differs.
 
@@ -71,8 +71,9 @@ def _search(net: torch.nn.Module, quantizer: torch.nn.Module, pred: Tensor, targ
                 break
             proposal = torch.where(switch, candidate, best.flatten(2)[0]).reshape(best.shape)
         mse, proposal_grad = evaluate(proposal, step < steps - 1)
-        if mse < best_mse:
+        if mse < best_mse:  # better: keep it and widen the trust region again (never below the start)
             best, best_mse, grad = proposal, mse, proposal_grad
+            mu = max(mu / 2, MU_START)
         else:  # worse: a tighter trust region around the best choice
             mu *= 2
     return best
