@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import mmap
 import sys
 import warnings
 from pathlib import Path
@@ -117,12 +118,13 @@ def _cmd_encode_many(args: argparse.Namespace) -> None:
 
 def _cmd_decode(args: argparse.Namespace) -> None:
     fileio.check_output(args.input, args.output, args.force)
-    source = _decode_source(args.input, args.entry)
+    from .container import MAX_HEADER
     from .video.summary import is_video_file
 
-    if is_video_file(source):
-        _decode_video(source, args)
+    if args.entry is None and is_video_file(fileio.read_head(args.input, MAX_HEADER + 64)):
+        _decode_video(fileio.map_input(args.input), args)  # mapped, not read: one GOP in memory at a time
         return
+    source = _decode_source(args.input, args.entry)
     c = container.unpack(source, erasable=is_erasable)  # parsed once, decoded below
     if c.kind == "image":  # refuse an unwritable suffix before decoding
         from .image.io import output_format
@@ -148,7 +150,7 @@ def _cmd_decode(args: argparse.Namespace) -> None:
     writer.write_netcdf(decoded, args.output)
 
 
-def _decode_video(data: bytes, args: argparse.Namespace) -> None:
+def _decode_video(data: bytes | mmap.mmap, args: argparse.Namespace) -> None:
     """Decode a video file GOP by GOP into a video file or a folder of PNGs (by the output's suffix)."""
     from .video import io
 

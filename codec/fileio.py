@@ -3,6 +3,7 @@ folder, then a rename, with umask permissions)."""
 
 from __future__ import annotations
 
+import mmap
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,27 @@ def read_input(path: str | os.PathLike) -> bytes:
     p = existing_file(path)
     try:
         return p.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {p}: {exc.strerror or exc}") from None
+
+
+def map_input(path: str | os.PathLike) -> mmap.mmap | bytes:
+    """A read-only memory map of an input file (its pages are read when touched and may be dropped again),
+    ``b""`` for an empty file; one-line errors as :func:`read_input`."""
+    p = existing_file(path)
+    try:
+        with open(p, "rb") as f:
+            return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if p.stat().st_size else b""
+    except OSError as exc:
+        raise InputError(f"cannot read {p}: {exc.strerror or exc}") from None
+
+
+def read_head(path: str | os.PathLike, size: int) -> bytes:
+    """The first ``size`` bytes of an input file (fewer if it is shorter); one-line errors as :func:`read_input`."""
+    p = existing_file(path)
+    try:
+        with open(p, "rb") as f:
+            return f.read(size)
     except OSError as exc:
         raise InputError(f"cannot read {p}: {exc.strerror or exc}") from None
 

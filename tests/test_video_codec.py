@@ -221,3 +221,18 @@ def test_encoding_streams_one_gop_at_a_time(video_shipped):
     gops = file.encode_gops(frames(), coder, model, file.VideoHeader(Fraction(25)), gop=4, prior_hash=prior_hash)
     seen = [len(read) for _ in gops]
     assert seen == [4, 8, 10]  # frames read when each GOP came out
+
+
+def test_decoding_reads_one_gop_at_a_time_from_a_memory_map(video_shipped, clips, tmp_path):
+    """The GOP index keeps headers only; a memory-mapped file decodes exactly as its bytes do (what
+    ``codec decode`` does, so memory does not grow with the clip)."""
+    from codec import fileio
+    from codec.video.clip import VideoFrames
+
+    data = codec.encode(str(clips["pan"]), quality=2, gop=3)
+    path = tmp_path / "pan.bin"
+    path.write_bytes(data)
+    mapped = VideoFrames(fileio.map_input(path))
+    assert len(mapped.gops) == 3 and all(payload == b"" for g in mapped.gops for _, payload in g.head.streams)
+    assert np.array_equal(mapped.to_array(), codec.decode(data).to_array())
+    assert fileio.map_input(tmp_path / "empty.bin" if (tmp_path / "empty.bin").write_bytes(b"") == 0 else path) == b""

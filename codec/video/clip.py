@@ -7,6 +7,7 @@ source's rotation is recorded in ``meta``), coded with McQuic at the chosen qual
 
 from __future__ import annotations
 
+import mmap
 import os
 import warnings
 from collections.abc import Callable, Iterator
@@ -53,16 +54,18 @@ def encode(
 
 class VideoFrames:
     """The decoded frames of a video file: iterate for uint8 [H, W, 3] frames (decoded lazily, one GOP at a
-    time), or :meth:`to_array` for all of them as [T, H, W, 3].
+    time), or :meth:`to_array` for all of them as [T, H, W, 3].  ``data`` may be a memory map of the file
+    (as ``codec decode`` passes it): then only the GOP being decoded is read into memory.
 
     Damaged frames (a corrupt or cut-off GOP) are replaced by the last good frame, and a
     :class:`codec.video.file.DamagedFrames` warning names them once the iteration is over; a GOP lost
     whole (its header damaged) counts as the frames between its neighbours.
     """
 
-    def __init__(self, data: bytes, weights: str | os.PathLike | None = None) -> None:
+    def __init__(self, data: bytes | mmap.mmap, weights: str | os.PathLike | None = None) -> None:
+        self._data = data
         self.gops, self.skipped_bytes, self.start = file.gops(data)
-        first = self.gops[0]
+        first = self.gops[0].head
         self.fps = Fraction(first.meta.get("fps", "25/1"))
         self.height, self.width = first.shape[1:3]
         self.rotation = int(first.meta.get("rotation", 0))
@@ -75,13 +78,14 @@ class VideoFrames:
         self._coder = VideoCoder(loaded.model, int(first.meta.get("level", loaded.quality)), prior)
 
     def __len__(self) -> int:
-        last = self.gops[-1]
+        last = self.gops[-1].head
         return last.meta["first"] + last.shape[0] - self.start
 
     def __iter__(self) -> Iterator[np.ndarray]:
         damaged: list[int] = []
         frame, index = None, self.start
-        for c in self.gops:
+        for gop in self.gops:
+            c = file.load(self._data, gop)  # one GOP's payloads in memory at a time
             for _ in range(max(c.meta["first"] - index, 0)):  # a GOP lost whole before this one
                 damaged.append(index)
                 index += 1
