@@ -10,7 +10,7 @@ better one halves it again, down to its start), so the result is never worse (in
 stay as the encoder chose them (a coarser index also moves every finer residual).  The decoder and
 the bitstream format are unchanged: only which indices the file holds differs.
 
-Measured on Kodak at 20 steps (shipped weights; ``python benchmarks/effort.py``): see the README.
+Measured on Kodak with ``python benchmarks/effort.py``: see the README.
 """
 
 from __future__ import annotations
