@@ -236,3 +236,25 @@ def test_decoding_reads_one_gop_at_a_time_from_a_memory_map(video_shipped, clips
     assert len(mapped.gops) == 3 and all(payload == b"" for g in mapped.gops for _, payload in g.head.streams)
     assert np.array_equal(mapped.to_array(), codec.decode(data).to_array())
     assert fileio.map_input(tmp_path / "empty.bin" if (tmp_path / "empty.bin").write_bytes(b"") == 0 else path) == b""
+
+
+def test_frames_with_unchanged_indices_skip_the_synthesis(video_shipped, clips, monkeypatch):
+    """A static scene's inter frames repeat their predecessor's indices: the decoder reuses that frame
+    (exactly what the synthesis would give again) instead of running the synthesis transform."""
+    from codec.video.coding import VideoCoder
+
+    data = codec.encode(str(clips["static"]), quality=2, gop=7)
+    calls = []
+    original = VideoCoder.synthesize
+    monkeypatch.setattr(VideoCoder, "synthesize", lambda self, indices: calls.append(1) or original(self, indices))
+    frames = codec.decode(data).to_array()
+    assert 1 <= len(calls) < len(frames) == 7
+    monkeypatch.setattr(VideoCoder, "synthesize", original)
+    coder = codec.decode(data)._coder
+    m = coder.net.pad_multiple
+    shapes = coder.net.latent_shapes(-(-29 // m) * m, -(-37 // m) * m)
+    prev = None
+    with torch.inference_mode():
+        for k, (_, payload) in enumerate(container.unpack(data).streams):  # every frame synthesized, as before
+            prev = coder.decode_indices(payload, prev, shapes)
+            assert np.array_equal(frames[k], codec.image.coding.pixels_of(coder.synthesize(prev), 29, 37))

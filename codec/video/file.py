@@ -26,6 +26,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .. import container
 from ..errors import CorruptStreamError, FormatError, InputError, ModelError
@@ -167,7 +168,8 @@ def load(data: bytes | mmap.mmap, gop: Gop) -> container.Container:
 def decode_gop(c: container.Container, coder: VideoCoder, last: np.ndarray | None, damaged: list[int]) -> Iterator[np.ndarray]:
     """The frames of one GOP as uint8 [H, W, 3], one at a time.
 
-    From the first damaged frame on (an inter frame needs its predecessor) the GOP's frames are the last
+    A frame whose indices equal its predecessor's (a static scene) is that frame again, without running
+    the synthesis transform.  From the first damaged frame on (an inter frame needs its predecessor) the GOP's frames are the last
     good frame (``last``, or black at the start of a file) and their indices are appended to ``damaged``.
     """
     h, w = c.shape[1:3]
@@ -181,12 +183,14 @@ def decode_gop(c: container.Container, coder: VideoCoder, last: np.ndarray | Non
                 broken = True
             if not broken:
                 try:
-                    prev = coder.decode_indices(payload, prev, shapes)
+                    indices = coder.decode_indices(payload, prev, shapes)
                 except CorruptStreamError:
                     broken = True
             if broken:
                 damaged.append(first + i)
                 yield last if last is not None else np.zeros((h, w, 3), np.uint8)
                 continue
-            last = pixels_of(coder.synthesize(prev), h, w)
+            if prev is None or not all(torch.equal(a, b) for a, b in zip(indices, prev, strict=True)):
+                last = pixels_of(coder.synthesize(indices), h, w)  # (unchanged indices: the same frame again, no synthesis)
+            prev = indices
             yield last
