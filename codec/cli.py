@@ -118,10 +118,10 @@ def _cmd_encode_many(args: argparse.Namespace) -> None:
 
 def _cmd_decode(args: argparse.Namespace) -> None:
     fileio.check_output(args.input, args.output, args.force)
-    from .container import MAX_HEADER
+    from .container import head_bytes
     from .video.summary import is_video_file
 
-    if args.entry is None and is_video_file(fileio.read_head(args.input, MAX_HEADER + 64)):
+    if args.entry is None and is_video_file(fileio.read_head(args.input, head_bytes())):
         _decode_video(fileio.map_input(args.input), args)  # mapped, not read: one GOP in memory at a time
         return
     source = _decode_source(args.input, args.entry)

@@ -243,12 +243,18 @@ def length(data: bytes) -> int:
     return offset + sum(int(e.get("length", 0)) for e in entries if isinstance(e, dict))
 
 
+def head_bytes() -> int:
+    """Bytes from a container's start that always hold its whole header (magic, prefix, header, checksum):
+    what :func:`length` needs, so a long file of many containers is not sliced whole for each."""
+    return len(MAGIC) + _PREFIX.size + MAX_HEADER + _CRC.size
+
+
 def split(data: bytes) -> list[bytes]:
     """Consecutive containers (a video file: one per group of pictures) as separate byte strings, each
     delimited by its own header's stream lengths; a one-line error when the last one is cut short."""
     parts, pos = [], 0
     while pos < len(data):
-        n = length(data[pos:])
+        n = length(data[pos : pos + head_bytes()])
         if pos + n > len(data):
             raise CorruptStreamError(f"file truncated: the container at byte {pos} needs {n} bytes")
         parts.append(data[pos : pos + n])

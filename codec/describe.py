@@ -54,6 +54,10 @@ def info_file(path: str | os.PathLike) -> dict:
     """:func:`info` of a file on disk; an image pack is described from its index without reading its entries."""
     if pack.is_pack(path):
         return pack.describe(path)
+    from .video import summary
+
+    if summary.is_video_file(fileio.read_head(path, container.head_bytes())):  # mapped: one GOP in memory at a time
+        return summary.describe(fileio.map_input(path))
     return info(fileio.read_input(path))
 
 

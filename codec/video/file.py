@@ -111,9 +111,6 @@ class DamagedFrames(UserWarning):
     """Some frames of a video file could not be decoded; they were replaced by the last good frame (the message says which)."""
 
 
-_HEAD_WINDOW = container.MAX_HEADER + 64  # bytes that hold any container's header (magic, prefix, header, checksum)
-
-
 def _is_frame(name: str) -> bool:
     return name.startswith("f")
 
@@ -140,7 +137,7 @@ def gops(data: bytes | mmap.mmap) -> tuple[list[Gop], int, int]:
     out, pos, skipped, start = [], 0, 0, None
     while pos < len(data):
         try:
-            n = container.length(data[pos : pos + _HEAD_WINDOW])
+            n = container.length(data[pos : pos + container.head_bytes()])
             c = container.unpack(data[pos : pos + n], erasable=_is_frame)
             out.append(Gop(pos, n, dataclasses.replace(c, streams=[(name, b"") for name, _ in c.streams])))
             start = (0 if skipped else out[0].head.meta.get("first")) if start is None else start

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mmap
 import os
 
 from .. import container
@@ -23,16 +24,23 @@ def is_video_file(data: bytes) -> bool:
         return False
 
 
-def describe(data: bytes) -> dict:
-    """Frames, fps, size, GOP layout, bytes and bits per pixel (all frames, intra frames, inter frames)."""
-    gops = [container.unpack(part) for part in container.split(data)]
-    first = gops[0]
-    h, w = first.shape[1:3]
+def describe(data: bytes | mmap.mmap) -> dict:
+    """Frames, fps, size, GOP layout, bytes and bits per pixel (all frames, intra frames, inter frames).
+
+    ``data`` may be a memory map: the GOPs are checked one at a time, so memory holds one GOP.
+    """
+    first, gops, frames, pos = None, 0, 0, 0
     sizes: dict[str, list[int]] = {"intra": [], "inter": []}
-    for c in gops:
+    while pos < len(data):
+        n = container.length(data[pos : pos + container.head_bytes()])
+        if pos + n > len(data):
+            raise CorruptStreamError(f"file truncated: the container at byte {pos} needs {n} bytes")
+        c = container.unpack(data[pos : pos + n])
         for _, payload in c.streams:
             sizes["intra" if payload[:1] == b"\x00" else "inter"].append(len(payload))
-    frames = sum(c.shape[0] for c in gops)
+        first = first or c
+        gops, frames, pos = gops + 1, frames + c.shape[0], pos + n
+    h, w = first.shape[1:3]
     out = {
         "kind": "video",
         "model": first.model,
@@ -42,7 +50,7 @@ def describe(data: bytes) -> dict:
         "height": h,
         "rotation": first.meta.get("rotation", 0),
         "gop": first.meta.get("gop"),
-        "gops": len(gops),
+        "gops": gops,
         "temporal_prior": first.meta.get("prior"),
         "bytes": len(data),
         "bpp": round(8 * len(data) / (frames * h * w), 5),
