@@ -6,7 +6,8 @@ that gradient ``g`` to predict, for every finest-scale index and every codeword 
 the change of the MSE if the index switched to ``k``: ``g . (c_k - c) + mu ||c_k - c||^2`` (a
 first-order term plus a trust-region curvature ``mu``).  The 5 % of indices with the largest predicted
 gain switch.  A step whose decode is worse than the best so far is undone and ``mu`` doubles (a
-better one halves it again, down to its start), so the result is never worse (in the decoder's float MSE) than the nearest-codeword choice.  Coarser scales
+better one halves it again, down to its start; four worse steps in a row end the search), so the
+result is never worse (in the decoder's float MSE) than the nearest-codeword choice.  Coarser scales
 stay as the encoder chose them (a coarser index also moves every finer residual).  The decoder and
 the bitstream format are unchanged: only which indices the file holds differs.
 
@@ -20,6 +21,7 @@ from torch import Tensor
 
 SWITCH_FRACTION = 0.05  # share of the finest-scale indices that may switch per step
 MU_START = 0.3  # initial curvature, in units of 2 / (latent elements)
+PATIENCE = 4  # consecutive worse steps after which the search ends (the trust region is then 16x its start)
 
 
 def refine_finest(
@@ -53,8 +55,10 @@ def _search(net: torch.nn.Module, quantizer: torch.nn.Module, pred: Tensor, targ
         return mse.item(), quantizer._split(latent.grad)
 
     best_mse, grad = evaluate(current, steps > 1)
-    best, mu = current, MU_START
+    best, mu, rejected = current, MU_START, 0
     for step in range(1, steps):
+        if rejected == PATIENCE:
+            break
         with torch.no_grad():  # the proposal: every index's best switch under the first-order model
             chosen = quantizer._lookup_flat(best.flatten(2)[0])  # [m, N, d]
             cross = torch.bmm(chosen, codebook.transpose(1, 2))  # [m, N, k]
@@ -65,7 +69,8 @@ def _search(net: torch.nn.Module, quantizer: torch.nn.Module, pred: Tensor, targ
                 + curvature * (chosen.pow(2).sum(-1, keepdim=True) - 2 * cross + squared)
             )
             gain, candidate = gain.min(-1)
-            threshold = torch.quantile(gain.flatten(), SWITCH_FRACTION)
+            flat = gain.flatten()
+            threshold = flat.kthvalue(max(1, int(SWITCH_FRACTION * flat.numel()))).values  # (quantile() caps its input size)
             switch = (gain < 0) & (gain <= threshold)
             if not bool(switch.any()):
                 break
@@ -73,7 +78,7 @@ def _search(net: torch.nn.Module, quantizer: torch.nn.Module, pred: Tensor, targ
         mse, proposal_grad = evaluate(proposal, step < steps - 1)
         if mse < best_mse:  # better: keep it and widen the trust region again (never below the start)
             best, best_mse, grad = proposal, mse, proposal_grad
-            mu = max(mu / 2, MU_START)
+            mu, rejected = max(mu / 2, MU_START), 0
         else:  # worse: a tighter trust region around the best choice
-            mu *= 2
+            mu, rejected = 2 * mu, rejected + 1
     return best
