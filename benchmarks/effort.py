@@ -3,13 +3,14 @@
 Every file goes through the public API (``codec.encode(..., effort=N)`` then ``codec.decode``); bpp from
 the whole file.  Writes ``results/effort.{md,json}``.
 
-    python benchmarks/effort.py [--limit 4] [--qualities 1 3 5] [--efforts 0 10 20]
+    python benchmarks/effort.py [--limit 4] [--qualities 1 3 5] [--efforts 0 10 30] [--threads 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 import numpy as np
@@ -25,9 +26,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=4, help="first N Kodak images")
     parser.add_argument("--qualities", type=int, nargs="*", default=[1, 3, 5])
-    parser.add_argument("--efforts", type=int, nargs="*", default=[0, 10, 20])
+    parser.add_argument("--efforts", type=int, nargs="*", default=[0, 10, 30])
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    os.environ["CODEC_THREADS"] = str(args.threads)  # codec.encode/decode run on their own thread count
     torch.set_num_threads(args.threads)
     images = kodak_images(args.limit)
     rows = []

@@ -17,15 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from _common import RESULTS_DIR, kodak_images, to_tensor, to_uint8
+from kodak import psnr
 
 from codec import registry
 from codec.models.mcquic import pad_to_multiple
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR (dB) of two uint8 images."""
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float(10 * np.log10(255.0**2 / mse))
 
 
 @torch.no_grad()

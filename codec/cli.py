@@ -245,13 +245,6 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -303,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     enc.add_argument("--gop", type=_positive_int, default=None, help="video: intra period in frames (default 32); decoding can start at every GOP")
     enc.add_argument("--intra-only", action="store_true", help="video: code every frame on its own (no temporal prior)")
     enc.add_argument(
-        "--effort", type=_count, default=0, metavar="N",
+        "--effort", type=_non_negative_int, default=0, metavar="N",
         help="mcquic images: search the indices against the decoder for N steps (slower encode, better PSNR at about "
         "the same size; decode unchanged; default 0)",
     )

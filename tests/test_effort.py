@@ -35,17 +35,13 @@ def test_search_never_decodes_worse_and_moves_only_the_finest_scale(tiny_weights
 
 
 @pytest.mark.parametrize("weights", ["tiny_weights", "full_weights"])
-def test_effort_files_decode_better_with_the_same_decoder_and_identical_bytes_across_threads(weights, photo, request):
+def test_effort_files_decode_better_with_the_same_decoder_and_identical_bytes_across_threads(weights, photo, request, monkeypatch):
     path = request.getfixturevalue(weights)
     plain = codec.encode(photo, weights=path, quality=2)
-    previous = torch.get_num_threads()
-    try:
-        torch.set_num_threads(1)
-        one = codec.encode(photo, weights=path, quality=2, effort=4)
-        torch.set_num_threads(2)
-        two = codec.encode(photo, weights=path, quality=2, effort=4)
-    finally:
-        torch.set_num_threads(previous)
+    monkeypatch.setenv("CODEC_THREADS", "1")  # the codec runs on its own thread count (codec.runtime)
+    one = codec.encode(photo, weights=path, quality=2, effort=4)
+    monkeypatch.setenv("CODEC_THREADS", "2")
+    two = codec.encode(photo, weights=path, quality=2, effort=4)
     assert one == two and one != plain
     assert abs(len(one) - len(plain)) <= max(8, len(plain) // 10)
 
@@ -55,7 +51,7 @@ def test_effort_files_decode_better_with_the_same_decoder_and_identical_bytes_ac
     assert mse(one) < mse(plain)
 
 
-def test_effort_is_refused_where_it_does_not_apply(tiny_weights, tiny_ladder, photo, tmp_path, capsys):
+def test_effort_is_refused_where_it_does_not_apply(tiny_weights, tiny_ladder, photo, tmp_path, capsys, monkeypatch):
     for bad in (-1, 1.5, True, "2"):
         with pytest.raises(InputError, match="effort"):
             codec.encode(photo, weights=tiny_weights, effort=bad)
@@ -78,3 +74,9 @@ def test_effort_is_refused_where_it_does_not_apply(tiny_weights, tiny_ladder, ph
     assert "effort" in capsys.readouterr().err and not (tmp_path / "b.bin").exists()
     with pytest.raises(SystemExit):
         main(["encode", str(src), "-o", str(tmp_path / "c.bin"), "--effort", "-1"])
+    import codec.models.index_search as search
+
+    monkeypatch.setattr(search, "MAX_PIXELS", 100)  # the search runs the decoder untiled: large images are refused
+    with pytest.raises(InputError, match="up to 100 pixels"):
+        codec.encode(photo, weights=tiny_weights, effort=2)
+    assert codec.encode(photo, weights=tiny_weights, effort=0)

@@ -247,8 +247,10 @@ def test_frames_with_unchanged_indices_skip_the_synthesis(video_shipped, clips, 
     calls = []
     original = VideoCoder.synthesize
     monkeypatch.setattr(VideoCoder, "synthesize", lambda self, indices: calls.append(1) or original(self, indices))
-    frames = codec.decode(data).to_array()
+    listed = list(codec.decode(data))
+    frames = np.stack(listed)
     assert 1 <= len(calls) < len(frames) == 7
+    assert all(a is not b for a, b in zip(listed[:-1], listed[1:], strict=True))  # a repeated frame is a copy, not the same array
     monkeypatch.setattr(VideoCoder, "synthesize", original)
     coder = codec.decode(data)._coder
     m = coder.net.pad_multiple

@@ -190,4 +190,4 @@ def decode_gop(c: container.Container, coder: VideoCoder, last: np.ndarray | Non
             if prev is None or not all(torch.equal(a, b) for a, b in zip(indices, prev, strict=True)):
                 last = pixels_of(coder.synthesize(indices), h, w)  # (unchanged indices: the same frame again, no synthesis)
             prev = indices
-            yield last
+            yield last.copy()  # (a repeated frame is a copy: callers may change the arrays they get)
