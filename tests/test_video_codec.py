@@ -174,6 +174,8 @@ def test_damaged_frames_are_concealed_and_named(video_shipped, clips, tmp_path, 
     code, _, err = run_cli(capsys, "decode", cut, "-o", tmp_path / "cut.mkv")
     assert code == 0 and "damaged frames 6" in err and len(err.strip().splitlines()) == 1, err
     assert len(list(io.read_frames(tmp_path / "cut.mkv"))) == 7
+    code, out, _ = run_cli(capsys, "info", cut)  # described as decoding reads it: the cut frame is named damaged
+    assert code == 0 and json.loads(out)["frames"] == 7 and json.loads(out)["damaged_frames"] == 1
 
 
 def test_a_clip_without_frames_is_refused():

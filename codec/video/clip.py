@@ -21,6 +21,7 @@ from ..image.io import check_size
 from ..runtime import model_for, model_id
 from . import file, io
 from .coding import VideoCoder
+from .gops import gops, load
 
 
 def video_coder(model: str | None, quality: int | None, weights: str | os.PathLike | None, intra_only: bool) -> tuple[VideoCoder, dict, str | None]:
@@ -64,7 +65,7 @@ class VideoFrames:
 
     def __init__(self, data: bytes | mmap.mmap, weights: str | os.PathLike | None = None) -> None:
         self._data = data
-        self.gops, self.skipped_bytes, self.start = file.gops(data)
+        self.gops, self.skipped_bytes, self.start = gops(data)
         first = self.gops[0].head
         self.fps = Fraction(first.meta.get("fps", "25/1"))
         self.height, self.width = first.shape[1:3]
@@ -85,7 +86,7 @@ class VideoFrames:
         damaged: list[int] = []
         frame, index = None, self.start
         for gop in self.gops:
-            c = file.load(self._data, gop)  # one GOP's payloads in memory at a time
+            c = load(self._data, gop)  # one GOP's payloads in memory at a time
             for _ in range(max(c.meta["first"] - index, 0)):  # a GOP lost whole before this one
                 damaged.append(index)
                 index += 1

@@ -16,9 +16,7 @@ damaged GOP never affects another.
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import mmap
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -109,57 +107,6 @@ def _pack(payloads: list[bytes], size: tuple[int, int], first: int, model: dict,
 
 class DamagedFrames(UserWarning):
     """Some frames of a video file could not be decoded; they were replaced by the last good frame (the message says which)."""
-
-
-def _is_frame(name: str) -> bool:
-    return name.startswith("f")
-
-
-@dataclass(frozen=True)
-class Gop:
-    """Where one intact GOP lies in a video file and its header (a container whose payloads are dropped:
-    :func:`load` reads them when the GOP is decoded, so a file's frames are never all in memory)."""
-
-    pos: int
-    length: int
-    head: container.Container
-
-
-def gops(data: bytes | mmap.mmap) -> tuple[list[Gop], int, int]:
-    """The intact GOPs of a video file (``data`` may be a memory map), the number of bytes skipped as
-    damaged, and the index of its first frame (that of its first GOP, so that one GOP cut out of a file
-    decodes on its own; 0 when a damaged GOP came first).
-
-    A GOP whose header is damaged is skipped up to the next container magic; a GOP whose frame streams
-    are damaged or cut off is kept with those frames listed in ``missing``.  One-line error when no GOP
-    is readable or the GOPs disagree about the clip.
-    """
-    out, pos, skipped, start = [], 0, 0, None
-    while pos < len(data):
-        try:
-            n = container.length(data[pos : pos + container.head_bytes()])
-            c = container.unpack(data[pos : pos + n], erasable=_is_frame)
-            out.append(Gop(pos, n, dataclasses.replace(c, streams=[(name, b"") for name, _ in c.streams])))
-            start = (0 if skipped else out[0].head.meta.get("first")) if start is None else start
-        except (CorruptStreamError, FormatError):
-            following = data.find(container.MAGIC, pos + 1)
-            end = following if following >= 0 else len(data)
-            skipped, pos = skipped + end - pos, end
-            continue
-        pos += n
-    if not out:
-        raise CorruptStreamError("no readable group of pictures in the video file (corrupt or not a video file)")
-    for c in (g.head for g in out):
-        if c.kind != "video" or len(c.shape) != 4 or c.shape[3] != 3 or len(c.streams) != c.shape[0] or not isinstance(c.meta.get("first"), int):
-            raise FormatError("not a video file (or a damaged one): a GOP header does not describe video frames")
-        if c.model != out[0].head.model or c.shape[1:] != out[0].head.shape[1:] or c.meta.get("fps") != out[0].head.meta.get("fps"):
-            raise FormatError("video GOPs disagree about the model, frame size or frame rate")
-    return out, skipped, start
-
-
-def load(data: bytes | mmap.mmap, gop: Gop) -> container.Container:
-    """The GOP's container with its frame payloads (as :func:`gops` checked it)."""
-    return container.unpack(data[gop.pos : gop.pos + gop.length], erasable=_is_frame)
 
 
 def decode_gop(c: container.Container, coder: VideoCoder, last: np.ndarray | None, damaged: list[int]) -> Iterator[np.ndarray]:

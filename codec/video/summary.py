@@ -7,6 +7,7 @@ import os
 
 from .. import container
 from ..errors import CorruptStreamError, FormatError
+from .gops import gops
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".y4m", ".m4v", ".mpg", ".mpeg", ".ts")
 
@@ -27,19 +28,21 @@ def is_video_file(data: bytes) -> bool:
 def describe(data: bytes | mmap.mmap) -> dict:
     """Frames, fps, size, GOP layout, bytes and bits per pixel (all frames, intra frames, inter frames).
 
-    ``data`` may be a memory map: the GOPs are checked one at a time, so memory holds one GOP.
+    ``data`` may be a memory map: GOPs are read one at a time (:func:`codec.video.gops.gops`, which
+    skips a GOP with a damaged header and lists damaged or cut-off frames, as decoding does).
     """
-    first, gops, frames, pos = None, 0, 0, 0
+    index, skipped, _ = gops(data)
+    first = index[0].head
     sizes: dict[str, list[int]] = {"intra": [], "inter": []}
-    while pos < len(data):
-        n = container.length(data[pos : pos + container.head_bytes()])
-        if pos + n > len(data):
-            raise CorruptStreamError(f"file truncated: the container at byte {pos} needs {n} bytes")
-        c = container.unpack(data[pos : pos + n])
-        for _, payload in c.streams:
-            sizes["intra" if payload[:1] == b"\x00" else "inter"].append(len(payload))
-        first = first or c
-        gops, frames, pos = gops + 1, frames + c.shape[0], pos + n
+    damaged = 0
+    for gop in index:
+        for name, _ in gop.head.streams:
+            if name in gop.head.missing:
+                damaged += 1
+                continue
+            begin, size = gop.head.spans[name]
+            sizes["intra" if data[gop.pos + begin : gop.pos + begin + 1] == b"\x00" else "inter"].append(size)
+    frames = index[-1].head.meta["first"] + index[-1].head.shape[0] - index[0].head.meta["first"]
     h, w = first.shape[1:3]
     out = {
         "kind": "video",
@@ -50,11 +53,14 @@ def describe(data: bytes | mmap.mmap) -> dict:
         "height": h,
         "rotation": first.meta.get("rotation", 0),
         "gop": first.meta.get("gop"),
-        "gops": gops,
+        "gops": len(index),
         "temporal_prior": first.meta.get("prior"),
         "bytes": len(data),
         "bpp": round(8 * len(data) / (frames * h * w), 5),
     }
+    if damaged or skipped:
+        out["damaged_frames"] = damaged
+        out["damaged_bytes"] = skipped
     for kind, values in sizes.items():
         if values:
             out[f"{kind}_frames"] = len(values)
