@@ -169,6 +169,11 @@ def test_damaged_frames_are_concealed_and_named(video_shipped, clips, tmp_path, 
     with pytest.warns(file.DamagedFrames, match="damaged frames 3-5"):
         frames = codec.decode(bytes(header_hit)).to_array()
     assert len(frames) == 7 and np.array_equal(frames[6:], clean[6:])
+    first_hit = bytearray(data)
+    first_hit[12] ^= 0xFF  # the first GOP's header: still a video file, decoded from the second GOP on
+    with pytest.warns(file.DamagedFrames, match="damaged frames 0-2"):
+        frames = codec.decode(bytes(first_hit)).to_array()
+    assert len(frames) == 7 and np.array_equal(frames[3:], clean[3:])
     cut = tmp_path / "cut.bin"
     cut.write_bytes(data[:-5])  # the last frame cut off
     code, _, err = run_cli(capsys, "decode", cut, "-o", tmp_path / "cut.mkv")

@@ -18,11 +18,15 @@ def is_video_path(obj: object) -> bool:
 
 
 def is_video_file(data: bytes) -> bool:
-    """True when ``data`` starts with a checked container header of kind ``video``."""
-    try:
-        return container.peek_kind(data) == "video"
-    except (CorruptStreamError, FormatError):
-        return False
+    """True when the first container header in ``data`` that passes its checks is of kind ``video``
+    (a video whose first GOP header is damaged is still a video: decoding skips to the next GOP)."""
+    pos = 0 if data[: len(container.MAGIC)] == container.MAGIC else -1
+    while pos >= 0:
+        try:
+            return container.peek_kind(data[pos : pos + container.head_bytes()]) == "video"
+        except (CorruptStreamError, FormatError):
+            pos = data.find(container.MAGIC, pos + 1)
+    return False
 
 
 def describe(data: bytes | mmap.mmap) -> dict:
