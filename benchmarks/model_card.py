@@ -90,7 +90,7 @@ blocks are shared, and each level has its own codebooks with m = {groups} groups
   under 0.1 %; channels-last weights gave no speed-up in training (0.79 steps/s) and crash in the
   backward of the 3-channel input convolution (torch 2.14.1 CPU), and `torch.compile` segfaults on this
   CPU, so neither is used. `--effort N` (`codec/models/index_search.py`) re-assigns the finest indices by the
-  decoder's gradient at encode time: +0.23 / +0.33 dB at q3 / q5 with 10 steps, +0.07 at q1, for
+  decoder's gradient at encode time: +0.24 / +0.33 dB at q3 / q5 with 10 steps, +0.07 at q1, for
   +0.3-0.4 % bits (`python benchmarks/effort.py`, 4 Kodak images). Two encoder/coder-side alternatives were measured with
   one-off scripts (kodim01-02 and Kodak, run 2's file) and not adopted: optimizing the latent through
   the frozen decoder (30 Adam steps, straight-through quantization) gains 0.13-0.43 dB at m = 8 / 16 but
