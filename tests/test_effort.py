@@ -80,3 +80,17 @@ def test_effort_is_refused_where_it_does_not_apply(tiny_weights, tiny_ladder, ph
     with pytest.raises(InputError, match="up to 100 pixels"):
         codec.encode(photo, weights=tiny_weights, effort=2)
     assert codec.encode(photo, weights=tiny_weights, effort=0)
+
+
+def test_effort_with_a_bpp_target_searches_only_the_level_that_fits(tiny_weights, photo, monkeypatch):
+    import codec.models.index_search as search
+
+    levels = []
+    original = search.refine_finest
+    monkeypatch.setattr(search, "refine_finest", lambda net, x, f, level, *a: levels.append(level) or original(net, x, f, level, *a))
+    plain = [codec.encode(photo, weights=tiny_weights, quality=q) for q in (1, 2)]
+    target = 8 * len(plain[0]) / (photo.shape[0] * photo.shape[1]) + 1e-9  # level 1 fits, level 2 does not
+    assert 8 * len(plain[1]) / (photo.shape[0] * photo.shape[1]) > target
+    data = codec.encode(photo, weights=tiny_weights, bpp=target, effort=3)
+    assert levels == [1] and codec.info(data)["quality"] == 1
+    assert 8 * len(data) / (photo.shape[0] * photo.shape[1]) <= target

@@ -93,10 +93,10 @@ def encode(
         if not loaded.spec.ladder:
             return pack(net.compress(x), None)
 
-        def streams(level: int, features: torch.Tensor | None = None) -> list[bytes]:
-            if effort:
+        def streams(level: int, features: torch.Tensor | None = None, search: int = effort) -> list[bytes]:
+            if search:
                 features = net.features(x) if features is None else features
-                return net.compress_indices(index_search.refine_finest(net, x, features, level, effort, (h, w)), level)
+                return net.compress_indices(index_search.refine_finest(net, x, features, level, search, (h, w)), level)
             if layout is None:
                 return net.compress(x, level, features)
             return resilient.encode_packets(net.level(level), net.level_indices(x, level, features)[0], layout)
@@ -104,10 +104,11 @@ def encode(
         if bpp is None:
             return pack(streams(loaded.quality), loaded.quality)
         features = net.features(x)
-        for level in range(net.levels, 0, -1):  # highest level that fits the target
-            data = pack(streams(level, features), level)
+        for level in range(net.levels, 0, -1):  # highest level that fits the target (found without the search)
+            data = pack(streams(level, features, 0), level)
             if 8 * len(data) / (h * w) <= bpp:
-                return data
+                searched = pack(streams(level, features), level) if effort else data
+                return searched if 8 * len(searched) / (h * w) <= bpp else data
     raise InputError(f"even level 1 needs {8 * len(data) / (h * w):.4f} bpp, above the target {bpp}")
 
 
