@@ -118,11 +118,11 @@ def _cmd_encode_many(args: argparse.Namespace) -> None:
 
 def _cmd_decode(args: argparse.Namespace) -> None:
     fileio.check_output(args.input, args.output, args.force)
-    from .container import head_bytes
-    from .video.summary import is_video_file
+    from .video.summary import mapped_video
 
-    if args.entry is None and is_video_file(fileio.read_head(args.input, head_bytes())):
-        _decode_video(fileio.map_input(args.input), args)  # mapped, not read: one GOP in memory at a time
+    video = mapped_video(args.input) if args.entry is None else None
+    if video is not None:
+        _decode_video(video, args)  # mapped, not read: one GOP in memory at a time
         return
     source = _decode_source(args.input, args.entry)
     c = container.unpack(source, erasable=is_erasable)  # parsed once, decoded below

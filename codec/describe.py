@@ -56,8 +56,9 @@ def info_file(path: str | os.PathLike) -> dict:
         return pack.describe(path)
     from .video import summary
 
-    if summary.is_video_file(fileio.read_head(path, container.head_bytes())):  # mapped: one GOP in memory at a time
-        return summary.describe(fileio.map_input(path))
+    video = summary.mapped_video(path)  # one GOP in memory at a time
+    if video is not None:
+        return summary.describe(video)
     return info(fileio.read_input(path))
 
 

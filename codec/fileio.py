@@ -7,8 +7,11 @@ import mmap
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from .errors import InputError
+
+T = TypeVar("T")
 
 
 def existing_file(path: str | os.PathLike) -> Path:
@@ -21,34 +24,39 @@ def existing_file(path: str | os.PathLike) -> Path:
     return p
 
 
-def read_input(path: str | os.PathLike) -> bytes:
-    """The bytes of an input file, with one-line errors for missing, directory or unreadable paths."""
+def _read(path: str | os.PathLike, how: Callable[[Path], T]) -> T:
+    """``how(path)`` on an existing input file, its ``OSError`` turned into a one-line error."""
     p = existing_file(path)
     try:
-        return p.read_bytes()
+        return how(p)
     except OSError as exc:
         raise InputError(f"cannot read {p}: {exc.strerror or exc}") from None
+
+
+def read_input(path: str | os.PathLike) -> bytes:
+    """The bytes of an input file, with one-line errors for missing, directory or unreadable paths."""
+    return _read(path, Path.read_bytes)
 
 
 def map_input(path: str | os.PathLike) -> mmap.mmap | bytes:
     """A read-only memory map of an input file (its pages are read when touched and may be dropped again),
     ``b""`` for an empty file; one-line errors as :func:`read_input`."""
-    p = existing_file(path)
-    try:
+
+    def mapped(p: Path) -> mmap.mmap | bytes:
         with open(p, "rb") as f:
             return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if p.stat().st_size else b""
-    except OSError as exc:
-        raise InputError(f"cannot read {p}: {exc.strerror or exc}") from None
+
+    return _read(path, mapped)
 
 
 def read_head(path: str | os.PathLike, size: int) -> bytes:
     """The first ``size`` bytes of an input file (fewer if it is shorter); one-line errors as :func:`read_input`."""
-    p = existing_file(path)
-    try:
+
+    def head(p: Path) -> bytes:
         with open(p, "rb") as f:
             return f.read(size)
-    except OSError as exc:
-        raise InputError(f"cannot read {p}: {exc.strerror or exc}") from None
+
+    return _read(path, head)
 
 
 def check_output(source: str | os.PathLike, target: str | os.PathLike, force: bool) -> None:

@@ -174,6 +174,7 @@ def test_damaged_frames_are_concealed_and_named(video_shipped, clips, tmp_path, 
     with pytest.warns(file.DamagedFrames, match="damaged frames 0-2"):
         frames = codec.decode(bytes(first_hit)).to_array()
     assert len(frames) == 7 and np.array_equal(frames[3:], clean[3:])
+    assert codec.info(bytes(first_hit))["frames"] == 7 and codec.info(bytes(first_hit))["damaged_bytes"] > 0  # as decoding counts them
     cut = tmp_path / "cut.bin"
     cut.write_bytes(data[:-5])  # the last frame cut off
     code, _, err = run_cli(capsys, "decode", cut, "-o", tmp_path / "cut.mkv")

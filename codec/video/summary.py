@@ -5,7 +5,7 @@ from __future__ import annotations
 import mmap
 import os
 
-from .. import container
+from .. import container, fileio
 from ..errors import CorruptStreamError, FormatError
 from .gops import gops
 
@@ -29,13 +29,18 @@ def is_video_file(data: bytes) -> bool:
     return False
 
 
+def mapped_video(path: str | os.PathLike) -> mmap.mmap | bytes | None:
+    """A memory map of the file at ``path`` if it is a video file (read GOP by GOP, never whole), else None."""
+    return fileio.map_input(path) if is_video_file(fileio.read_head(path, container.head_bytes())) else None
+
+
 def describe(data: bytes | mmap.mmap) -> dict:
     """Frames, fps, size, GOP layout, bytes and bits per pixel (all frames, intra frames, inter frames).
 
     ``data`` may be a memory map: GOPs are read one at a time (:func:`codec.video.gops.gops`, which
     skips a GOP with a damaged header and lists damaged or cut-off frames, as decoding does).
     """
-    index, skipped, _ = gops(data)
+    index, skipped, start = gops(data)
     first = index[0].head
     sizes: dict[str, list[int]] = {"intra": [], "inter": []}
     damaged = 0
@@ -46,7 +51,7 @@ def describe(data: bytes | mmap.mmap) -> dict:
                 continue
             begin, size = gop.head.spans[name]
             sizes["intra" if data[gop.pos + begin : gop.pos + begin + 1] == b"\x00" else "inter"].append(size)
-    frames = index[-1].head.meta["first"] + index[-1].head.shape[0] - index[0].head.meta["first"]
+    frames = index[-1].head.meta["first"] + index[-1].head.shape[0] - start  # as many as decoding gives
     h, w = first.shape[1:3]
     out = {
         "kind": "video",
