@@ -10,7 +10,8 @@ import xarray as xr
 import codec
 from codec import container
 from codec.climate import archive, errorbound, fieldcodec, interp
-from codec.entropy import gaussian
+from codec.entropy import gaussian, laplace
+from codec.entropy.tables import table_to_probabilities
 from codec.errors import CorruptStreamError, FormatError
 from codec.models.vaeformer import VAEformer
 from tests.helpers import tiny_vaeformer
@@ -135,42 +136,76 @@ def test_refinement_qualities_keep_the_network_bytes(net):
 FLOAT32 = np.dtype("float32")
 
 
-def _residual_round_trip(field, recon, bound, packing=None, int_range=None, dtype=FLOAT32):
-    data, out = errorbound.encode(field, recon, bound, packing, dtype, int_range)
+INTERP_FLOAT = {1: errorbound._INTERP_FLOAT, 2: errorbound._INTERP2_FLOAT}  # mode byte of each residual coder's interpolation
+INTERP_PACKED = {1: errorbound._INTERP_PACKED, 2: errorbound._INTERP2_PACKED}
+
+
+def _residual_round_trip(field, recon, bound, packing=None, int_range=None, dtype=FLOAT32, coder=1):
+    data, out = errorbound.encode(field, recon, bound, packing, dtype, int_range, coder)
     back = errorbound.decode(data, recon, ~np.isnan(field), bound, packing, dtype, int_range)
     np.testing.assert_array_equal(back, out)
     return data, out
 
 
+@pytest.mark.parametrize("coder", errorbound.CODERS)
 @pytest.mark.parametrize("bound", [1e-3, 0.05, 1.0])
-def test_interpolation_coder_bounds_every_point(bound):
+def test_interpolation_coder_bounds_every_point(bound, coder):
     rng = np.random.default_rng(1)
     field = smooth() + rng.normal(0, 0.01, (91, 180))
     recon = np.where(np.isnan(field), np.nan, np.nanmean(field))
-    data, out = _residual_round_trip(field, recon, bound)
-    assert data[0] & 0x0F == errorbound._INTERP_FLOAT  # smooth field: interpolation beats the tile coder
+    data, out = _residual_round_trip(field, recon, bound, coder=coder)
+    assert data[0] & 0x0F == INTERP_FLOAT[coder]  # smooth field: interpolation beats the tile coder
     valid = ~np.isnan(field)
     assert np.max(np.abs(out - field)[valid]) <= bound and np.isnan(out[~valid]).all()
 
 
-def test_interpolation_coder_on_packed_integers():
+@pytest.mark.parametrize("coder", errorbound.CODERS)
+def test_interpolation_coder_on_packed_integers(coder):
     scale, offset = 0.01, 280.0
     field = offset + scale * np.rint((smooth() - offset) / scale)
     recon = np.where(np.isnan(field), np.nan, 280.0)
     for bound in (0.01, 0.5):
-        data, out = _residual_round_trip(field, recon, bound, (scale, offset), (-32766, 32767))
-        assert data[0] & 0x0F == errorbound._INTERP_PACKED
+        data, out = _residual_round_trip(field, recon, bound, (scale, offset), (-32766, 32767), coder=coder)
+        assert data[0] & 0x0F == INTERP_PACKED[coder]
         k = (out - offset) / scale
         valid = ~np.isnan(field)
         np.testing.assert_allclose(k[valid], np.rint(k[valid]), atol=1e-6)
         assert np.max(np.abs(out - field)[valid]) <= bound + 1e-9
 
 
-def test_interpolation_coder_stores_what_float32_cannot_bound_exactly():
+@pytest.mark.parametrize("coder", errorbound.CODERS)
+def test_interpolation_coder_stores_what_float32_cannot_bound_exactly(coder):
     field = smooth(holes=False) * 1e3
     recon = np.full(field.shape, 2.8e5)
-    data, out = _residual_round_trip(field, recon, 1e-6)  # below float32's resolution at 3e5
+    data, out = _residual_round_trip(field, recon, 1e-6, coder=coder)  # below float32's resolution at 3e5
     assert np.array_equal(out, field)
+
+
+def test_residual_coder_2_is_shorter_on_smooth_fields_and_flat_regions():
+    """Level-wise steps pay on a smooth field at a loose bound; the curvature context and the Laplace
+    tables make a field that is exactly zero over large regions (snow depth, rain) cheaper."""
+    field = smooth((181, 360), holes=False)
+    recon = np.full(field.shape, np.mean(field))
+    sizes = [len(_residual_round_trip(field, recon, 0.5, coder=c)[0]) for c in errorbound.CODERS]
+    assert sizes[1] < 0.9 * sizes[0], sizes
+    rng = np.random.default_rng(3)
+    snow = np.clip(smooth((181, 360), holes=False) - 298 + rng.normal(0, 0.01, (181, 360)), 0, None)  # zero on most of the globe
+    recon = np.zeros(snow.shape)
+    sizes = [len(_residual_round_trip(snow, recon, 0.01, coder=c)[0]) for c in errorbound.CODERS]
+    assert sizes[1] < 0.9 * sizes[0], sizes
+
+
+@pytest.mark.parametrize("packing", [None, (0.01, 280.0)])
+def test_interpolation_2_level_step_byte_is_checked(packing):
+    field = smooth(holes=False)
+    if packing:
+        field = packing[1] + packing[0] * np.rint((field - packing[1]) / packing[0])
+    recon = np.full(field.shape, 280.0)
+    data, _ = _residual_round_trip(field, recon, 0.05, packing, (-32766, 32767) if packing else None, coder=2)
+    at = 1 + 4  # mode, then e (packed) or the exact-point count (float; no exact points here)
+    assert data[0] & 0x0F in (errorbound._INTERP2_FLOAT, errorbound._INTERP2_PACKED) and data[at] < len(interp.ALPHAS)
+    with pytest.raises(CorruptStreamError, match="level step"):
+        errorbound.decode(data[:at] + bytes([len(interp.ALPHAS)]) + data[at + 1 :], recon, np.ones(field.shape, bool), 0.05, packing, FLOAT32, (-32766, 32767) if packing else None)
 
 
 def test_interpolation_passes_cover_every_point_once():
@@ -181,15 +216,17 @@ def test_interpolation_passes_cover_every_point_once():
         assert (seen == 1).all(), shape
 
 
-def test_corrupt_interpolation_streams_fail_cleanly():
+@pytest.mark.parametrize("coder", errorbound.CODERS)
+def test_corrupt_interpolation_streams_fail_cleanly(coder):
     field = smooth()
     recon = np.where(np.isnan(field), np.nan, np.nanmean(field))
-    data, _ = errorbound.encode(field, recon, 0.01, None, np.dtype("float32"))
+    data, _ = errorbound.encode(field, recon, 0.01, None, np.dtype("float32"), None, coder)
     valid = ~np.isnan(field)
     with pytest.raises(CorruptStreamError):
         errorbound.decode(data[:8], recon, valid, 0.01, None, np.dtype("float32"))
-    header = 1 + 4 + 4  # mode, exact-point count, table-list length
-    n = int.from_bytes(data[5:9], "little")
+    lead = 5 + (coder == 2)  # mode, exact-point count (and the level-step byte)
+    header = lead + 4  # then the table-list length
+    n = int.from_bytes(data[lead:header], "little")
     forged_tables = data[:header] + bytes([data[header] ^ 0xFF]) + data[header + 1 :]
     for bad in (forged_tables, data[: header + n + 8], data[:-4] + b"\xff\xff\xff\xff"):
         try:  # the container's CRC32 catches damage; a record decoded on its own fails cleanly or gives a field of its shape
@@ -206,6 +243,24 @@ def test_cheapest_table_matches_a_full_search():
         v = np.rint(rng.laplace(0, s, 3000)).astype(np.int64)
         bits = [tables.code_lengths(v, np.full(v.size, i)).sum() for i in range(len(tables.scales))]
         assert bits[tables.cheapest(v)] == min(bits)
+
+
+def test_cheapest_laplace_table_matches_a_full_search_and_codes_escapes():
+    tables = laplace.default_tables()
+    rng = np.random.default_rng(0)
+    for s, zeros in ((0.01, 0), (0.7, 0.5), (4.0, 0.9), (90.0, 0.0), (5000.0, 0.2)):
+        v = np.rint(rng.laplace(0, s, 3000)).astype(np.int64)
+        v[: int(zeros * v.size)] = 0
+        cost = []
+        for i in range(len(tables.freqs)):
+            bits = -np.log2(table_to_probabilities(tables.freqs[i]))
+            r = int(tables.radius[i])
+            inside = np.abs(v) <= r
+            cost.append(bits[np.clip(v, -r, r) + r][inside].sum() + (~inside).sum() * (bits[-1] + gaussian.ESCAPE_BITS))
+        best = tables.cheapest(v)
+        assert cost[best] <= min(cost) * (1 + 1e-6), (s, zeros)
+        index = np.full(v.size, best)
+        np.testing.assert_array_equal(gaussian.decode(gaussian.encode(v, index, tables), index, tables), v)
 
 
 # ----------------------------------------------------------------------------- files

@@ -24,6 +24,9 @@ Since record version 2 the encoder also codes the quantized residual by multilev
 error quantized with the same step, so the bound holds as above) and keeps whichever coder is
 shorter; modes 2 (float) and 3 (packed) in the leading byte's low nibble mark it.  Interpolation wins
 on smooth fields (up to 6x fewer bytes on 0.25-degree geopotential), the tile coder on rough ones.
+Coder 2 (field records from version 4) uses interpolation version 2 instead (level-wise steps, a
+curvature context and Laplace tables, :mod:`codec.climate.interp`), trying each of its level-step
+growths; modes 4 (float) and 5 (packed) mark it.  The tile coder is the same in both.
 
 Missing points (NaN) are skipped: they are restored from the mask, not from the residual.
 """
@@ -154,7 +157,8 @@ def _decode_integers(data: bytes, shape: tuple[int, int], valid: np.ndarray, pre
     return _undo_west_prediction(d, valid, WEST_WEIGHTS[predictor]) if predictor else d
 
 
-_FLOAT, _PACKED, _INTERP_FLOAT, _INTERP_PACKED = 0, 1, 2, 3  # low nibble of the leading byte
+_FLOAT, _PACKED, _INTERP_FLOAT, _INTERP_PACKED, _INTERP2_FLOAT, _INTERP2_PACKED = 0, 1, 2, 3, 4, 5  # low nibble of the leading byte
+CODERS = (1, 2)  # 1: interpolation version 1 (field records 1-3); 2: version 2 (records 4)
 MAX_STEPS = 1 << 30  # residuals of more quantization steps than this are stored exactly
 
 
@@ -164,22 +168,32 @@ def _float32_slack(x: np.ndarray) -> float:
 
 
 def encode(
-    x: np.ndarray, recon: np.ndarray, bound: float, packing: tuple[float, float] | None, dtype: np.dtype, int_range: tuple[int, int] | None = None
+    x: np.ndarray,
+    recon: np.ndarray,
+    bound: float,
+    packing: tuple[float, float] | None,
+    dtype: np.dtype,
+    int_range: tuple[int, int] | None = None,
+    coder: int = 1,
 ) -> tuple[bytes, np.ndarray]:
     """Residual bytes and the bounded reconstruction (float64, NaN where ``x`` is NaN).
 
-    The residual is coded both by multilevel interpolation (:mod:`codec.climate.interp`) and by
-    the tile coder; the shorter wins.  Packed fields use the integer domain when ``x`` lies on its
-    packing grid and the bound spans at least one grid step, otherwise (and for floats) the float
-    domain.  The first byte says which coder and domain.
+    The residual is coded both by multilevel interpolation (:mod:`codec.climate.interp`; with
+    ``coder`` 2, its version 2 at each of :data:`interp.ALPHAS`) and by the tile coder; the shortest
+    wins.  Packed fields use the integer domain when ``x`` lies on its packing grid and the bound
+    spans at least one grid step, otherwise (and for floats) the float domain.  The first byte says
+    which coder and domain.
     """
     valid = ~np.isnan(x)
+    alphas = (None,) if coder == 1 else interp.ALPHAS
     if packing is not None:
         e_int = _integer_half_step(x, valid, bound, packing)
         if 0 <= e_int < MAX_STEPS:
-            candidates = [_encode_packed_interp(x, recon, valid, e_int, packing, int_range), _encode_packed_tiles(x, recon, valid, e_int, packing, int_range)]
+            candidates = [_encode_packed_interp(x, recon, valid, e_int, packing, int_range, a) for a in alphas]
+            candidates.append(_encode_packed_tiles(x, recon, valid, e_int, packing, int_range))
             return min(candidates, key=lambda c: len(c[0]))
-    candidates = [_encode_float_interp(x, recon, valid, bound, dtype), _encode_float_tiles(x, recon, valid, bound, dtype)]
+    candidates = [_encode_float_interp(x, recon, valid, bound, dtype, a) for a in alphas]
+    candidates.append(_encode_float_tiles(x, recon, valid, bound, dtype))
     return min(candidates, key=lambda c: len(c[0]))
 
 
@@ -223,20 +237,37 @@ def _encode_float_tiles(x: np.ndarray, recon: np.ndarray, valid: np.ndarray, bou
     return bytes([_FLOAT | predictor << 4]) + _fix_table(bad, exact) + coded, out
 
 
+def _packed_half_step(e_int: int, divisor: float) -> int:
+    """The integer half step of a pass whose step is divided by ``divisor`` (interpolation version 2)."""
+    return int(np.floor(e_int / divisor))
+
+
 def _encode_packed_interp(
-    x: np.ndarray, recon: np.ndarray, valid: np.ndarray, e_int: int, packing: tuple[float, float], int_range: tuple[int, int] | None
+    x: np.ndarray,
+    recon: np.ndarray,
+    valid: np.ndarray,
+    e_int: int,
+    packing: tuple[float, float],
+    int_range: tuple[int, int] | None,
+    alpha: float | None = None,
 ) -> tuple[bytes, np.ndarray]:
-    """Integer residuals ``k - k_hat`` coded by interpolation with the odd step ``2 e + 1``."""
+    """Integer residuals ``k - k_hat`` coded by interpolation with the odd step ``2 e + 1`` (``alpha``:
+    interpolation version 2 with that level-step growth, each pass's ``e`` divided down)."""
     target = _integers(x, valid, packing) - _base_integers(recon, packing, int_range)
-    step = 2 * e_int + 1
 
-    def quantize(p: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def quantize(p: np.ndarray, rows: np.ndarray, cols: np.ndarray, divisor: float) -> tuple[np.ndarray, np.ndarray]:
+        e = _packed_half_step(e_int, divisor)
         guess = np.rint(p)
-        k = np.floor_divide(target[np.ix_(rows, cols)] - guess + e_int, step).astype(np.int64)
-        return k, guess + k * step
+        k = np.floor_divide(target[np.ix_(rows, cols)] - guess + e, 2 * e + 1).astype(np.int64)
+        return k, guess + k * (2 * e + 1)
 
-    coded, rec = interp.encode(x.shape, valid, quantize)
-    return bytes([_INTERP_PACKED]) + _U32.pack(e_int) + coded, _packed_output(rec, recon, valid, packing, int_range)
+    if alpha is None:
+        coded, rec = interp.encode(x.shape, valid, quantize)
+        mode = _INTERP_PACKED
+    else:
+        coded, rec = interp.encode(x.shape, valid, quantize, version=2, unit=2 * e_int + 1, alpha=alpha)
+        mode = _INTERP2_PACKED
+    return bytes([mode]) + _U32.pack(e_int) + coded, _packed_output(rec, recon, valid, packing, int_range)
 
 
 def _base_integers(recon: np.ndarray, packing: tuple[float, float], int_range: tuple[int, int] | None) -> np.ndarray:
@@ -250,29 +281,36 @@ def _packed_output(rec: np.ndarray, recon: np.ndarray, valid: np.ndarray, packin
     return np.where(valid, offset + scale * _clip(_base_integers(recon, packing, int_range) + rec, int_range), np.nan)
 
 
-def _encode_float_interp(x: np.ndarray, recon: np.ndarray, valid: np.ndarray, bound: float, dtype: np.dtype) -> tuple[bytes, np.ndarray]:
-    """Float residuals ``x - recon`` coded by interpolation with step ``2 E``; points the output dtype or the
-    step cannot bring within the bound are stored exactly (listed up front, so predictions use them)."""
+def _encode_float_interp(x: np.ndarray, recon: np.ndarray, valid: np.ndarray, bound: float, dtype: np.dtype, alpha: float | None = None) -> tuple[bytes, np.ndarray]:
+    """Float residuals ``x - recon`` coded by interpolation with step ``2 E`` (``alpha``: interpolation version 2,
+    each pass's step divided down); points the output dtype or the step cannot bring within the bound
+    are stored exactly (listed up front, so predictions use them)."""
     target = np.where(valid, np.nan_to_num(x) - recon, 0.0)
     fixed = np.zeros(x.shape, bool)
 
-    def quantize(p: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def quantize(p: np.ndarray, rows: np.ndarray, cols: np.ndarray, divisor: float) -> tuple[np.ndarray, np.ndarray]:
         t = target[np.ix_(rows, cols)]
-        steps = np.rint((t - p) / (2 * bound))
+        step = 2 * bound / divisor
+        steps = np.rint((t - p) / step)
         far = ~(np.abs(steps) <= MAX_STEPS)
         k = np.where(far, 0, steps).astype(np.int64)
-        r = p + k * (2 * bound)
+        r = p + k * step
         out = (recon[np.ix_(rows, cols)] + r).astype(dtype).astype(np.float64)
         bad = valid[np.ix_(rows, cols)] & (far | ~(np.abs(out - np.nan_to_num(x[np.ix_(rows, cols)])) <= bound))
         fixed[np.ix_(rows, cols)] = bad
         return np.where(bad, 0, k), np.where(bad, t, r)
 
-    coded, rec = interp.encode(x.shape, valid, quantize)
+    if alpha is None:
+        coded, rec = interp.encode(x.shape, valid, quantize)
+        mode = _INTERP_FLOAT
+    else:
+        coded, rec = interp.encode(x.shape, valid, quantize, version=2, unit=2 * bound, alpha=alpha)
+        mode = _INTERP2_FLOAT
     bad = np.flatnonzero(fixed)
     exact = x.ravel()[bad].astype(np.float64)
     out = np.where(valid, (recon + rec).astype(dtype).astype(np.float64), np.nan)
     out.ravel()[bad] = exact
-    return bytes([_INTERP_FLOAT]) + _fix_table(bad, exact) + coded, out
+    return bytes([mode]) + _fix_table(bad, exact) + coded, out
 
 
 def _clip(k: np.ndarray, int_range: tuple[int, int] | None) -> np.ndarray:
@@ -290,16 +328,20 @@ def decode(
     if predictor >= len(WEST_WEIGHTS):
         raise CorruptStreamError("unknown residual predictor")
     body = data[1 + _U32.size :]
-    if mode in (_PACKED, _INTERP_PACKED):
+    if mode in (_PACKED, _INTERP_PACKED, _INTERP2_PACKED):
         if packing is None or n >= MAX_STEPS:
             raise CorruptStreamError("residual stream is packed but the variable is not")
-        step = 2 * n + 1
-        if mode == _INTERP_PACKED:
-            rec = interp.decode(body, shape, valid, lambda p, k, rows, cols: np.rint(p) + k * step)
+        if mode == _PACKED:
+            rec = _decode_integers(body, shape, valid, predictor) * (2 * n + 1)
         else:
-            rec = _decode_integers(body, shape, valid, predictor) * step
+
+            def dequantize_packed(p: np.ndarray, k: np.ndarray, rows: np.ndarray, cols: np.ndarray, divisor: float) -> np.ndarray:
+                return np.rint(p) + k * (2 * _packed_half_step(n, divisor) + 1)
+
+            version = 1 if mode == _INTERP_PACKED else 2
+            rec = interp.decode(body, shape, valid, dequantize_packed, version=version, unit=2 * n + 1)
         return _packed_output(rec, recon, valid, packing, int_range)
-    if mode not in (_FLOAT, _INTERP_FLOAT):
+    if mode not in (_FLOAT, _INTERP_FLOAT, _INTERP2_FLOAT):
         raise CorruptStreamError("unknown residual coding mode")
     end = 12 * n
     if n > recon.size or len(body) < end:
@@ -308,15 +350,16 @@ def decode(
     exact = np.frombuffer(body[4 * n : end], "<f8")
     if np.any(bad >= recon.size):
         raise CorruptStreamError("residual correction index out of range")
-    if mode == _INTERP_FLOAT:
+    if mode in (_INTERP_FLOAT, _INTERP2_FLOAT):
         exact_r = np.full(shape, np.nan)
         exact_r.ravel()[bad] = exact - recon.ravel()[bad]
 
-        def dequantize(p: np.ndarray, k: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        def dequantize(p: np.ndarray, k: np.ndarray, rows: np.ndarray, cols: np.ndarray, divisor: float) -> np.ndarray:
             e = exact_r[np.ix_(rows, cols)]
-            return np.where(np.isnan(e), p + k * (2 * bound), e)
+            return np.where(np.isnan(e), p + k * (2 * bound / divisor), e)
 
-        rec = interp.decode(body[end:], shape, valid, dequantize)
+        version = 1 if mode == _INTERP_FLOAT else 2
+        rec = interp.decode(body[end:], shape, valid, dequantize, version=version, unit=2 * bound)
         out = np.where(valid, (recon + rec).astype(dtype).astype(np.float64), np.nan)
     else:
         q = _decode_integers(body[end:], shape, valid, predictor)

@@ -27,6 +27,10 @@ explicit bound (``--max-abs-error``) the encoder also codes the field by the res
 around its mean, and keeps that record (grid byte 255, no network bytes) when it is shorter: on
 smooth fine grids at tight bounds the network's texture costs the interpolation more than it saves.
 
+**Residual coder.**  From record version 4 the residual layer uses coder 2 of
+:mod:`codec.climate.errorbound` (level-wise steps, curvature contexts, Laplace tables); the record
+layout is that of version 3.
+
 **Range.**  From record version 3 every decoded point is clipped to the source field's own range
 (``low``, ``high``): the true value lies in it, so clipping only ever moves a decoded point closer
 (RMSE and max error can only drop, a bound keeps holding), and a field that is never negative
@@ -54,7 +58,7 @@ from . import errorbound
 _HEAD = struct.Struct("<ddIII")
 _HEAD_V2 = struct.Struct("<ddIIIB")
 _HEAD_V3 = struct.Struct("<ddIIIBff")
-RECORD_VERSIONS = (1, 2, 3)
+RECORD_VERSIONS = (1, 2, 3, 4)
 GRID_FACTORS = (1, 2, 4, 8, 16)  # coded grid = field grid / s
 NO_NETWORK, NO_NETWORK_CODE = 0, 255  # grid byte 255: no network bytes, the residual codes the field around its mean
 MIN_GRID_POINTS = 16  # a coarse grid keeps at least this many rows and columns (or the field's own, if fewer)
@@ -70,12 +74,17 @@ class FieldSpec:
     bound: float | None = None
     packing: tuple[float, float] | None = None
     int_range: tuple[int, int] | None = None  # storable integers of a packed variable
-    record_version: int = 1  # 2: the encoder chooses the coded grid; 3: and the record holds the field's range
+    record_version: int = 1  # 2: the encoder chooses the coded grid; 3: and the record holds the field's range; 4: residual coder 2
 
     @property
     def head(self) -> struct.Struct:
         """The record header of this version."""
-        return {2: _HEAD_V2, 3: _HEAD_V3}.get(self.record_version, _HEAD)
+        return {2: _HEAD_V2, 3: _HEAD_V3, 4: _HEAD_V3}.get(self.record_version, _HEAD)
+
+    @property
+    def residual_coder(self) -> int:
+        """The residual coder of :mod:`codec.climate.errorbound` (2 from record version 4)."""
+        return 2 if self.record_version >= 4 else 1
 
     def grid_factors(self) -> tuple[int, ...]:
         """Factors the encoder may try, coarsest first (only 1 in version 1 records)."""
@@ -189,9 +198,9 @@ def encode(net: LevelCoder, field: np.ndarray, spec: FieldSpec) -> tuple[bytes, 
     bound = field_bound(net, spec, std)
     if bound is None:
         return _record(spec, mean, std, z, y, b"", s, span), _clip(recon, span)
-    r, out = errorbound.encode(field, recon, bound, spec.packing, spec.dtype, spec.int_range)
+    r, out = errorbound.encode(field, recon, bound, spec.packing, spec.dtype, spec.int_range, spec.residual_coder)
     if spec.bound is not None and spec.record_version >= 2:  # an explicit bound: the residual alone may be shorter
-        r0, out0 = errorbound.encode(field, np.where(valid, mean, np.nan), bound, spec.packing, spec.dtype, spec.int_range)
+        r0, out0 = errorbound.encode(field, np.where(valid, mean, np.nan), bound, spec.packing, spec.dtype, spec.int_range, spec.residual_coder)
         if len(r0) < len(z) + len(y) + len(r):
             return _record(spec, mean, std, b"", b"", r0, NO_NETWORK, span), _clip(out0, span)
     return _record(spec, mean, std, z, y, r, s, span), _clip(out, span)

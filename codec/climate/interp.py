@@ -16,6 +16,19 @@ is chosen by its *context*, the sum of the absolute codes of its two nearest kno
 the axis (binned by :data:`CONTEXT_BINS`), and each (pass, context) group gets the one Gaussian table
 (:mod:`codec.entropy.gaussian`) that codes it in the fewest bits; the table indices are side
 information.  Points the caller marks as not coded (missing points) take code 0 and are skipped.
+
+**Version 2** (field records from version 4) changes three things, measured on the 0.25-1 degree
+validation fields (``benchmarks/climate_interp.py``):
+
+* *Level-wise steps* (as SZ3 and QoZ do): the passes of stride ``st`` quantize with the caller's
+  step divided by ``min(alpha ** log2(st), 2)``, so coarse points, which every finer prediction
+  interpolates from, are kept more precisely.  ``alpha`` is one of :data:`ALPHAS` (the caller tries
+  each and keeps the shortest; one byte says which): 1.25 pays on smooth fields, 1 on rough ones.
+* The *context* adds the local curvature of the reconstruction, ``|a - b - c + d|`` of the four
+  known points along the axis in units of the pass's step, to the two neighbours' absolute codes
+  (binned by :data:`ACTIVITY_BINS`): flat regions get a table that makes zeros nearly free.
+* The tables are the Laplace-with-zero-spike family of :mod:`codec.entropy.laplace`, which fits
+  the peaked, heavy-tailed codes better than Gaussians.
 """
 
 from __future__ import annotations
@@ -27,16 +40,21 @@ from collections.abc import Callable, Iterator
 import constriction
 import numpy as np
 
-from ..entropy import gaussian
+from ..entropy import gaussian, laplace
 from ..errors import CorruptStreamError
 
 CONTEXT_BINS = np.array([0, 1, 2, 3, 5, 9, 17, 33])  # lower edges of the context bins (sum of two |codes|)
+ACTIVITY_BINS = np.array([0, 0.5, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89])  # version 2: |codes| + curvature in steps
+ALPHAS = (1.0, 1.25)  # version 2: growth of the step divisor per level (1: one step everywhere)
+MAX_DIVISOR = 2.0  # version 2: coarse levels use at most half the caller's step
+VERSIONS = (1, 2)
 _U32 = struct.Struct("<I")
 
-Quantizer = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
-"""``(prediction, rows, cols) -> (codes, reconstruction)`` of one pass (encoder side)."""
-Dequantizer = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
-"""``(prediction, codes, rows, cols) -> reconstruction`` of one pass (decoder side)."""
+Quantizer = Callable[[np.ndarray, np.ndarray, np.ndarray, float], tuple[np.ndarray, np.ndarray]]
+"""``(prediction, rows, cols, divisor) -> (codes, reconstruction)`` of one pass (encoder side): the
+pass quantizes with the caller's step divided by ``divisor`` (always 1 in version 1)."""
+Dequantizer = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float], np.ndarray]
+"""``(prediction, codes, rows, cols, divisor) -> reconstruction`` of one pass (decoder side)."""
 
 
 def _anchor_stride(shape: tuple[int, int]) -> int:
@@ -86,45 +104,71 @@ def predict(rec: np.ndarray, rows: np.ndarray, cols: np.ndarray, st: int, axis: 
     return np.where(has_a & has_c & has_d, cubic, np.where(has_c & has_d, left, np.where(has_a & has_c, right, np.where(has_c, (b + c) / 2, b))))
 
 
-def _contexts(codes: np.ndarray, rows: np.ndarray, cols: np.ndarray, st: int, axis: int | None) -> np.ndarray:
+def divisor(st: int, alpha: float) -> float:
+    """The step divisor of the passes of stride ``st`` (version 2): ``min(alpha ** log2(st), 2)``."""
+    return min(alpha ** (st.bit_length() - 1), MAX_DIVISOR)
+
+
+def _contexts(codes: np.ndarray, rec: np.ndarray, rows: np.ndarray, cols: np.ndarray, st: int, axis: int | None, version: int, unit: float) -> np.ndarray:
+    """Context bin of every point of the pass: its neighbours' absolute codes (and, in version 2, the
+    reconstruction's curvature in units of ``unit``, the pass's step)."""
     if axis is None:
         return np.zeros((rows.size, cols.size), np.int64)
     b, _ = _along(codes, rows, cols, axis, -st)
     c, _ = _along(codes, rows, cols, axis, st)
-    return np.searchsorted(CONTEXT_BINS, np.abs(b) + np.abs(c), side="right") - 1
+    if version == 1:
+        return np.searchsorted(CONTEXT_BINS, np.abs(b) + np.abs(c), side="right") - 1
+    ra, _ = _along(rec, rows, cols, axis, -3 * st)
+    rb, _ = _along(rec, rows, cols, axis, -st)
+    rc, _ = _along(rec, rows, cols, axis, st)
+    rd, _ = _along(rec, rows, cols, axis, 3 * st)
+    activity = np.abs(b) + np.abs(c) + np.abs(ra - rb - rc + rd) / unit
+    return np.searchsorted(ACTIVITY_BINS, activity, side="right") - 1
 
 
-def encode(shape: tuple[int, int], coded: np.ndarray, quantize: Quantizer) -> tuple[bytes, np.ndarray]:
+def _tables(version: int) -> gaussian.GaussianTables | laplace.LaplaceSpikeTables:
+    return gaussian.default_tables() if version == 1 else laplace.default_tables()
+
+
+def encode(shape: tuple[int, int], coded: np.ndarray, quantize: Quantizer, version: int = 1, unit: float = 1.0, alpha: float = 1.0) -> tuple[bytes, np.ndarray]:
     """Bytes of all passes and the reconstruction (float64) the decoder will rebuild.
 
     ``coded``: bool mask of the points that carry a code (others reconstruct as their prediction).
+    Version 2: ``unit`` is the caller's step (for the contexts) and ``alpha`` one of :data:`ALPHAS`.
     """
     rec = np.zeros(shape)
     codes = np.zeros(shape, np.int64)
-    tables = gaussian.default_tables()
+    tables = _tables(version)
     encoder = constriction.stream.queue.RangeEncoder()
     table_ids = []
     for rows, cols, st, axis in passes(shape):
+        d = 1.0 if version == 1 else divisor(st, alpha)
         p = predict(rec, rows, cols, st, axis)
         mask = coded[np.ix_(rows, cols)]
-        k, r = quantize(p, rows, cols)
+        ctx = _contexts(codes, rec, rows, cols, st, axis, version, unit / d)[mask]
+        k, r = quantize(p, rows, cols, d)
         k = np.where(mask, k, 0)
         rec[np.ix_(rows, cols)] = np.where(mask, r, p)
-        ctx = _contexts(codes, rows, cols, st, axis)[mask]
         codes[np.ix_(rows, cols)] = k
         values = k[mask]
         index = np.zeros(values.size, np.int64)
-        for j in np.unique(ctx):
+        for j in np.flatnonzero(np.bincount(ctx)):
             best = tables.cheapest(values[ctx == j])
             table_ids.append(best)
             index[ctx == j] = best
         gaussian.encode_into(encoder, values, index, tables)
     head = zlib.compress(bytes(table_ids), 9)
-    return _U32.pack(len(head)) + head + encoder.get_compressed().astype("<u4").tobytes(), rec
+    lead = b"" if version == 1 else bytes([ALPHAS.index(alpha)])
+    return lead + _U32.pack(len(head)) + head + encoder.get_compressed().astype("<u4").tobytes(), rec
 
 
-def decode(data: bytes, shape: tuple[int, int], coded: np.ndarray, dequantize: Dequantizer) -> np.ndarray:
+def decode(data: bytes, shape: tuple[int, int], coded: np.ndarray, dequantize: Dequantizer, version: int = 1, unit: float = 1.0) -> np.ndarray:
     """Inverse of :func:`encode`: the reconstruction (float64)."""
+    alpha = 1.0
+    if version == 2:
+        if not data or data[0] >= len(ALPHAS):
+            raise CorruptStreamError("interpolation stream has an unknown level step")
+        alpha, data = ALPHAS[data[0]], data[1:]
     if len(data) < _U32.size:
         raise CorruptStreamError("interpolation stream truncated")
     (n,) = _U32.unpack_from(data)
@@ -132,19 +176,20 @@ def decode(data: bytes, shape: tuple[int, int], coded: np.ndarray, dequantize: D
         table_ids = zlib.decompressobj().decompress(data[_U32.size : _U32.size + n], coded.size + 1)
     except zlib.error:
         raise CorruptStreamError("interpolation table list is corrupt") from None
-    tables = gaussian.default_tables()
-    if any(t >= len(tables.scales) for t in table_ids):
+    tables = _tables(version)
+    if any(t >= len(tables.freqs) for t in table_ids):
         raise CorruptStreamError("interpolation table index out of range")
     decoder = gaussian.range_decoder(data[_U32.size + n :])
     rec = np.zeros(shape)
     codes = np.zeros(shape, np.int64)
     used = 0
     for rows, cols, st, axis in passes(shape):
+        d = 1.0 if version == 1 else divisor(st, alpha)
         p = predict(rec, rows, cols, st, axis)
         mask = coded[np.ix_(rows, cols)]
-        ctx = _contexts(codes, rows, cols, st, axis)[mask]
+        ctx = _contexts(codes, rec, rows, cols, st, axis, version, unit / d)[mask]
         index = np.zeros(ctx.size, np.int64)
-        for j in np.unique(ctx):
+        for j in np.flatnonzero(np.bincount(ctx)):
             if used >= len(table_ids):
                 raise CorruptStreamError("interpolation table list is too short")
             index[ctx == j] = table_ids[used]
@@ -152,7 +197,7 @@ def decode(data: bytes, shape: tuple[int, int], coded: np.ndarray, dequantize: D
         k = np.zeros(mask.shape, np.int64)
         k[mask] = gaussian.decode_from(decoder, index, tables)
         codes[np.ix_(rows, cols)] = k
-        rec[np.ix_(rows, cols)] = np.where(mask, dequantize(p, k, rows, cols), p)
+        rec[np.ix_(rows, cols)] = np.where(mask, dequantize(p, k, rows, cols, d), p)
     if used != len(table_ids):
         raise CorruptStreamError("interpolation table list does not match the field")
     return rec

@@ -103,7 +103,7 @@ def encode_into(encoder: constriction.stream.queue.RangeEncoder, values: np.ndar
     if values.shape != indexes.shape:
         raise ValueError("values and indexes differ in size")
     escaped = []
-    for i in np.unique(indexes):
+    for i in np.flatnonzero(np.bincount(indexes)):
         sel = values[indexes == i]
         r = int(tables.radius[i])
         sym = np.where(np.abs(sel) > r, 2 * r + 1, sel + r).astype(np.int32)
@@ -140,7 +140,7 @@ def decode_from(decoder: constriction.stream.queue.RangeDecoder, indexes: np.nda
     try:
         out = np.zeros(indexes.shape, np.int64)
         escape_slots = []
-        for i in np.unique(indexes):
+        for i in np.flatnonzero(np.bincount(indexes)):
             where = np.nonzero(indexes == i)[0]
             r = int(tables.radius[i])
             model = constriction.stream.model.Categorical(table_to_probabilities(tables.freqs[i]), perfect=False)
