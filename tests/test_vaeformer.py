@@ -148,9 +148,10 @@ def test_longitude_is_periodic():
     torch.testing.assert_close(torch.roll(a, 4, dims=-1), b, atol=1e-5, rtol=1e-5)
 
 
-def test_compress_matches_decoder(tiny):
+@pytest.mark.parametrize("version", fieldcodec.RECORD_VERSIONS)
+def test_compress_matches_decoder(tiny, version):
     field = smooth_field()
-    spec = fieldcodec.FieldSpec(field.shape, np.dtype("float32"))
+    spec = fieldcodec.FieldSpec(field.shape, np.dtype("float32"), record_version=version)
     with torch.inference_mode():
         record, recon = fieldcodec.encode(tiny, field, spec)
         out = fieldcodec.decode(tiny, record, spec, ~np.isnan(field))
@@ -159,15 +160,30 @@ def test_compress_matches_decoder(tiny):
     assert len(record) < field.size * 4
 
 
-def test_thread_count_does_not_change_bytes(tiny):
+@pytest.mark.parametrize("version", [1, max(fieldcodec.RECORD_VERSIONS)])
+def test_thread_count_does_not_change_bytes(tiny, version):
     field = smooth_field(seed=3)
-    spec = fieldcodec.FieldSpec(field.shape, np.dtype("float32"), bound=0.3)
+    spec = fieldcodec.FieldSpec(field.shape, np.dtype("float32"), bound=0.3, record_version=version)
     records = []
     for threads in (1, 2):
         torch.set_num_threads(threads)
         with torch.inference_mode():
             records.append(fieldcodec.encode(tiny, field, spec)[0])
     assert records[0] == records[1]
+
+
+def test_exact_prior_is_float64_and_agrees_with_the_float32_one(tiny_net):
+    """Records from version 4 take the latent's means and scales from a float64 hyper-synthesis: the same
+    numbers as the float32 one to float32 precision, but far from any CPU's float32 rounding."""
+    torch.manual_seed(0)
+    z = torch.randint(-3, 4, (1, tiny_net.config.hyper_latent_channels, 3, 5)).float()
+    with torch.inference_mode():
+        mu32, sigma32 = tiny_net._prior(z, (10, 18))
+        mu64, sigma64 = tiny_net._prior(z, (10, 18), exact=True)
+    assert mu64.dtype == sigma64.dtype == torch.float64 and mu32.dtype == torch.float32
+    torch.testing.assert_close(sigma64.float(), sigma32, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(mu64.float(), mu32, rtol=1e-5, atol=1e-5)
+    assert not torch.equal(sigma64, sigma32.double())  # really computed in float64, not cast afterwards
 
 
 @pytest.mark.parametrize("bound", [2.0, 0.25, 0.01])

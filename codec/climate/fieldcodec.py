@@ -27,9 +27,9 @@ explicit bound (``--max-abs-error``) the encoder also codes the field by the res
 around its mean, and keeps that record (grid byte 255, no network bytes) when it is shorter: on
 smooth fine grids at tight bounds the network's texture costs the interpolation more than it saves.
 
-**Residual coder.**  From record version 4 the residual layer uses coder 2 of
-:mod:`codec.climate.errorbound` (level-wise steps, curvature contexts, Laplace tables); the record
-layout is that of version 3.
+**Version 4.**  The residual layer uses coder 2 of :mod:`codec.climate.errorbound` (level-wise
+steps, curvature contexts, Laplace tables) and the network's hyperprior runs in float64, so the table
+each latent symbol is coded with is the same on every CPU; the record layout is that of version 3.
 
 **Range.**  From record version 3 every decoded point is clipped to the source field's own range
 (``low``, ``high``): the true value lies in it, so clipping only ever moves a decoded point closer
@@ -85,6 +85,11 @@ class FieldSpec:
     def residual_coder(self) -> int:
         """The residual coder of :mod:`codec.climate.errorbound` (2 from record version 4)."""
         return 2 if self.record_version >= 4 else 1
+
+    @property
+    def exact_prior(self) -> bool:
+        """Whether the network's hyperprior runs in float64 (from record version 4; :meth:`VAEformer._prior`)."""
+        return self.record_version >= 4
 
     def grid_factors(self) -> tuple[int, ...]:
         """Factors the encoder may try, coarsest first (only 1 in version 1 records)."""
@@ -172,10 +177,11 @@ def upsample(coarse: np.ndarray, s: int, shape: tuple[int, int]) -> np.ndarray:
     return _upsample_rows(x.T, s, shape[1], periodic=shape[1] % s == 0 and x.shape[1] >= 2).T
 
 
-def _network_output(net: LevelCoder, z: bytes, y: bytes, s: int, valid: np.ndarray, mean: float, std: float) -> np.ndarray:
-    """The decoder's field (float64, NaN where not ``valid``) from the network's bytes for the grid of factor ``s``."""
+def _network_output(net: LevelCoder, z: bytes, y: bytes, s: int, valid: np.ndarray, mean: float, std: float, exact: bool) -> np.ndarray:
+    """The decoder's field (float64, NaN where not ``valid``) from the network's bytes for the grid of factor ``s``
+    (``exact``: the float64 hyperprior of records from version 4)."""
     cv = coarse_valid(valid, s)
-    out = upsample(net.decompress([z, y], cv.shape)[0, 0].detach().double().numpy(), s, valid.shape) * std + mean
+    out = upsample(net.decompress([z, y], cv.shape, exact)[0, 0].detach().double().numpy(), s, valid.shape) * std + mean
     return np.where(valid, out, np.nan)
 
 
@@ -217,8 +223,8 @@ def _best_grid(
     """``(z, y, s, reconstruction)`` of the grid factor ``s`` with the lowest Lagrangian (local search, module docstring)."""
 
     def trial(s: int) -> tuple[float, bytes, bytes, int, np.ndarray]:
-        z, y = net.compress(network_input(block_means(field, s), mean, std))
-        recon = _network_output(net, z, y, s, valid, mean, std)
+        z, y = net.compress(network_input(block_means(field, s), mean, std), spec.exact_prior)
+        recon = _network_output(net, z, y, s, valid, mean, std, spec.exact_prior)
         rated = _clip(recon, span)  # the grid is judged on what the decoder will give
         return _lagrangian(net, field, rated, valid, std, spec.head.size + len(z) + len(y)), z, y, s, recon
 
@@ -277,7 +283,7 @@ def decode(net: LevelCoder, record: bytes, spec: FieldSpec, valid: np.ndarray) -
         raise CorruptStreamError("field record has an invalid range")
     z = record[head.size : head.size + lz]
     y = record[head.size + lz : head.size + lz + ly]
-    recon = np.where(valid, mean, np.nan) if s == NO_NETWORK else _network_output(net, z, y, s, valid, mean, std)
+    recon = np.where(valid, mean, np.nan) if s == NO_NETWORK else _network_output(net, z, y, s, valid, mean, std, spec.exact_prior)
     bound = field_bound(net, spec, std)
     if bound is None:
         return _clip(recon, span)

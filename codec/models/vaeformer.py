@@ -298,8 +298,16 @@ class VAEformer(ClimateCodecModel):
         t = self.unpatch(self.dec_norm(t)).permute(0, 3, 1, 2)
         return F.pixel_shuffle(t, self.config.patch_stride)[..., : size[0], : size[1]]
 
-    def _prior(self, z_hat: Tensor, size: tuple[int, int]) -> tuple[Tensor, Tensor]:
-        means, scales = self.h_s(z_hat, size).chunk(2, dim=1)
+    def _prior(self, z_hat: Tensor, size: tuple[int, int], exact: bool = False) -> tuple[Tensor, Tensor]:
+        """Means and scales of the latent from the hyper-latent.  ``exact``: in float64, as the bytes of
+        field records from version 4 use it: the scale picks each symbol's table, and float32 kernels of
+        other CPUs move it by ~1e-7, enough to pick another table now and then; float64 moves it by ~1e-16."""
+        if exact:
+            weights = {name: t.double() for name, t in [*self.h_s.named_parameters(), *self.h_s.named_buffers()]}
+            out = torch.func.functional_call(self.h_s, weights, (z_hat.double(), size))
+        else:
+            out = self.h_s(z_hat, size)
+        means, scales = out.chunk(2, dim=1)
         return means, F.softplus(scales) + 1e-3
 
     def forward(self, x: Tensor, level: int) -> dict:
@@ -344,21 +352,22 @@ class VAEformer(ClimateCodecModel):
     def _step(self, level: int) -> Tensor:
         return self.steps[self._level_index(level)].float()[None, :, None, None]
 
-    def compress(self, x: Tensor, level: int | None = None) -> list[bytes]:
-        """One field [1, C, H, W] at rate ``level`` -> [hyper-latent bytes, latent bytes]."""
+    def compress(self, x: Tensor, level: int | None = None, exact: bool = False) -> list[bytes]:
+        """One field [1, C, H, W] at rate ``level`` -> [hyper-latent bytes, latent bytes] (``exact``: the
+        float64 prior of :meth:`_prior`, which :meth:`decompress` must then use too)."""
         if x.shape[0] != 1:
             raise ValueError("compress codes one field at a time")
         mean, _ = self.encode(x, level)
         sym = self._z_symbols(self.h_a(mean))
         z_bytes = categorical.encode(sym[0].reshape(sym.shape[1], -1), self.z_table.numpy())
-        mu, sigma = self._prior(self._z_from_symbols(sym), mean.shape[-2:])
+        mu, sigma = self._prior(self._z_from_symbols(sym), mean.shape[-2:], exact)
         tables = gaussian.default_tables()
         step = self._step(level)
         values = torch.round((mean - mu) / step).to(torch.int64).numpy()
         return [z_bytes, gaussian.encode(values, tables.scale_index(sigma / step), tables)]
 
-    def decompress(self, strings: list[bytes], size: tuple[int, int], level: int | None = None) -> Tensor:
-        """Inverse of :meth:`compress`: the reconstruction [1, out_channels, H, W]."""
+    def decompress(self, strings: list[bytes], size: tuple[int, int], level: int | None = None, exact: bool = False) -> Tensor:
+        """Inverse of :meth:`compress` (with the same ``exact``): the reconstruction [1, out_channels, H, W]."""
         if len(strings) != 2:
             raise ValueError(f"expected 2 streams (hyper-latent, latent), got {len(strings)}")
         z_bytes, y_bytes = strings
@@ -366,11 +375,11 @@ class VAEformer(ClimateCodecModel):
         zh, zw = math.ceil(math.ceil(h / 2) / 2), math.ceil(math.ceil(w / 2) / 2)
         channels = self.config.hyper_latent_channels
         sym = categorical.decode(z_bytes, self.z_table.numpy(), zh * zw).reshape(1, channels, zh, zw)
-        mu, sigma = self._prior(self._z_from_symbols(sym), (h, w))
+        mu, sigma = self._prior(self._z_from_symbols(sym), (h, w), exact)
         tables = gaussian.default_tables()
         step = self._step(level)
         values = gaussian.decode(y_bytes, tables.scale_index(sigma / step), tables).reshape(mu.shape)
-        return self.decode(torch.from_numpy(values).float() * step + mu, size, level)
+        return self.decode((torch.from_numpy(values).float() * step + mu).float(), size, level)
 
 
 @dataclass(frozen=True)
@@ -385,13 +394,13 @@ class LevelCoder:
     level: int
     relative_bound: float | None = None
 
-    def compress(self, x: Tensor) -> list[bytes]:
+    def compress(self, x: Tensor, exact: bool = False) -> list[bytes]:
         """:meth:`VAEformer.compress` at this level."""
-        return self.net.compress(x, self.level)
+        return self.net.compress(x, self.level, exact)
 
-    def decompress(self, strings: list[bytes], size: tuple[int, int]) -> Tensor:
+    def decompress(self, strings: list[bytes], size: tuple[int, int], exact: bool = False) -> Tensor:
         """:meth:`VAEformer.decompress` at this level."""
-        return self.net.decompress(strings, size, self.level)
+        return self.net.decompress(strings, size, self.level, exact)
 
     @property
     def trade_off(self) -> float:
