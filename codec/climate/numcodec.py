@@ -17,7 +17,8 @@ decoded point is within that bound; the encoder checks it on every chunk before 
 
 Chunk layout (little-endian)::
 
-    magic "CZC" + format u1 (3: field records of version 4, residual coder 2; 2: version 3, clipped to each field's range; 1: version 2), dtype u1 (4 = float32, 8 = float64), ndim u1, shape u4 x ndim
+    magic "CZC" + format u1 (3: field records of version 4; 2: version 3, clipped to each field's range; 1: version 2),
+        dtype u1 (4 = float32, 8 = float64), ndim u1, shape u4 x ndim
     per field: len_mask u4, len_record u4, mask (zlib of the packed NaN bits; empty if none), record
     crc32 u4 of everything before
 
