@@ -84,6 +84,27 @@ def test_bytes_do_not_depend_on_the_callers_thread_count(video_shipped, clips):
     assert one == two
 
 
+def test_prior_precision_is_recorded_and_files_with_a_float32_prior_still_decode(video_shipped, clips):
+    """New files run the prior in float64 and say so; files from before (no ``prior_dtype``) ran it in
+    float32 and decode with it; a precision this version does not know is refused in one line."""
+    from codec.video.clip import video_coder
+
+    new = codec.encode(str(clips["pan"]), quality=2, gop=4)
+    assert container.unpack(container.split(new)[0]).meta["prior_dtype"] == "float64"
+    coder, mid, prior_hash = video_coder(None, 2, None, intra_only=False)
+    coder = type(coder)(coder.net, coder.level, coder.prior, exact_prior=False)
+    header = file.VideoHeader(Fraction(30000, 1001))
+    old = b"".join(file.encode_gops(io.read_frames(clips["pan"]), coder, mid, header, 4, prior_hash=prior_hash))
+    assert "prior_dtype" not in container.unpack(container.split(old)[0]).meta
+    decoded_old, decoded_new = codec.decode(old).to_array(), codec.decode(new).to_array()
+    assert decoded_old.shape == decoded_new.shape == (7, 29, 37, 3)
+    assert np.abs(decoded_old.astype(int) - decoded_new.astype(int)).mean() < 2  # the same clip, decoded with its own prior
+    c = container.unpack(container.split(new)[0])
+    c.meta["prior_dtype"] = "float16"
+    with pytest.raises(CodecError, match="float16"):
+        codec.decode(container.pack(c))
+
+
 def test_cli_encode_info_decode_to_lossless_video_and_png_folder(video_shipped, clips, tmp_path, capsys):
     out = tmp_path / "clip.bin"
     code, stdout, err = run_cli(capsys, "encode", clips["pan"], "-o", out, "--quality", "2", "--gop", "4")
@@ -187,6 +208,7 @@ def test_damaged_frames_are_concealed_and_named(video_shipped, clips, tmp_path, 
 def test_a_clip_without_frames_is_refused():
     class NoModel:
         level = 1
+        exact_prior = True
 
     with pytest.raises(CodecError, match="no frames"):
         list(file.encode_gops(iter([]), NoModel(), {}, file.VideoHeader(Fraction(25))))

@@ -16,7 +16,7 @@ from fractions import Fraction
 import numpy as np
 
 from .. import registry
-from ..errors import InputError, ModelError
+from ..errors import FormatError, InputError, ModelError
 from ..image.io import check_size
 from ..runtime import model_for, model_id
 from . import file, io
@@ -76,7 +76,11 @@ class VideoFrames:
             prior, digest = file.load_prior()
             if digest != first.meta["prior"]:
                 raise ModelError(f"file was encoded with video prior {first.meta['prior']}, but the shipped one is {digest}")
-        self._coder = VideoCoder(loaded.model, int(first.meta.get("level", loaded.quality)), prior)
+        dtype = first.meta.get("prior_dtype", "float32")
+        if prior is not None and dtype not in ("float32", "float64"):
+            raise FormatError(f"file's video prior runs in {dtype!r}, which this codec does not know (made by a newer version?)")
+        exact = dtype == "float64"
+        self._coder = VideoCoder(loaded.model, int(first.meta.get("level", loaded.quality)), prior, exact_prior=exact)
 
     def __len__(self) -> int:
         last = self.gops[-1].head

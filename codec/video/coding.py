@@ -20,6 +20,7 @@ Frame payload (one container stream per frame)::
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -46,10 +47,15 @@ class VideoCoder:
 
     net: McQuic
     level: int
-    prior: temporal.TemporalPrior
+    prior: temporal.TemporalPrior | None
     tolerance: float = 0.05  # allowed rise of the finest-latent error over the nearest-codeword choice
+    exact_prior: bool = True  # run the prior in float64 (files that say ``prior_dtype: float64``; older files: float32)
 
     def __post_init__(self) -> None:
+        # The stage-1 probabilities must come out the same on every CPU: float32 kernels of another CPU move
+        # a logit by ~1e-7, which crosses a boundary of the 1/16 logit grid about once in 1e5 logits, and a
+        # frame has that many; in float64 the move is ~1e-16.
+        self._run_prior = copy.deepcopy(self.prior).double() if self.exact_prior and self.prior is not None else self.prior
         quantizers = self.net.codebooks(self.level)
         self._freqs = [q.freq.cpu().numpy() for q in quantizers]
         self._intra_bits = [torch.from_numpy(-np.log2(table_to_probabilities(f))).float() for f in self._freqs]
@@ -82,7 +88,7 @@ class VideoCoder:
         )
         cands = temporal.candidates(prev[scale])
         with torch.inference_mode():
-            logits = self.prior(feats)
+            logits = self._run_prior(feats.double() if self.exact_prior else feats)
         return cands, temporal.merged_probabilities(logits, cands)
 
     def _chooser(self, prev: list[Tensor], alpha: float, chosen: dict[int, Tensor], errors: list[float]) -> Callable:

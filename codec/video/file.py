@@ -6,7 +6,8 @@ self-describing (magic, version, model id and weights hash, checksums; :mod:`cod
 ``shape``   ``[frames in this GOP, height, width, 3]``
 ``meta``    ``fps`` ("num/den"), ``first`` (index of the GOP's first frame), ``rotation`` (degrees a
             player turns the picture), ``level``, ``prior`` (hash of the temporal prior's weights,
-            absent for intra-only files), ``gop`` (the intra period the encoder used)
+            absent for intra-only files), ``prior_dtype`` (``"float64"``: the prior ran in float64, as in
+            every file written since 2026-12-03; absent: float32), ``gop`` (the intra period the encoder used)
 ``streams`` ``f0``, ``f1``, ...: one frame payload each (:mod:`codec.video.coding`)
 
 The encoder writes each GOP as soon as its frames are coded, so memory does not grow with the clip;
@@ -78,6 +79,8 @@ def encode_gops(
     meta = {"fps": f"{header.fps.numerator}/{header.fps.denominator}", "rotation": header.rotation, "level": coder.level, "gop": gop}
     if not intra_only:
         meta["prior"] = prior_hash
+        if coder.exact_prior:
+            meta["prior_dtype"] = "float64"
     payloads: list[bytes] = []
     first, size, prev = 0, None, None
     with inference():

@@ -28,12 +28,14 @@ sys.path.insert(0, str(ROOT))
 import codec  # noqa: E402
 from codec import container, registry  # noqa: E402
 from codec.climate import archive  # noqa: E402
+from codec.video.clip import VideoFrames  # noqa: E402
 from tests.helpers import container_file  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 KODAK = ROOT.parent / "shared" / "data" / "images" / "kodak" / "kodim23.png"
 IMAGE = "kodim23-crop.png"
 FIELDS = "fields.nc"
+CLIP = "pan.mkv"
 
 
 def make_inputs() -> None:
@@ -60,11 +62,18 @@ def make_inputs() -> None:
         HERE / FIELDS,
         encoding={"t": {"dtype": "int16", "scale_factor": scale, "add_offset": offset, "_FillValue": -32767}, "z": {"dtype": "float32"}},
     )
+    from codec.video.synthetic import pan_clip_from_image
+
+    pan_clip_from_image(HERE / IMAGE, HERE / CLIP, frames=5, size=(64, 48), step=4, fps=25)  # lossless FFV1
 
 
 def save_decode(name: str, decoded) -> str:  # noqa: ANN001 - array or Dataset
-    """Write the expected decode of ``name``: a PNG for images, an ``.npz`` of every variable for climate data."""
-    if isinstance(decoded, np.ndarray):
+    """Write the expected decode of ``name``: a PNG for images, an ``.npz`` of every variable for climate data,
+    an ``.npz`` of every frame for video."""
+    if isinstance(decoded, VideoFrames):
+        out = f"{name}.decoded.npz"
+        np.savez_compressed(HERE / out, frames=decoded.to_array())
+    elif isinstance(decoded, np.ndarray):
         out = f"{name}.decoded.png"
         Image.fromarray(decoded).save(HERE / out)
     else:
@@ -112,6 +121,10 @@ def main() -> None:
 
     damaged = api.damage(resilient, **damage)
     add("vqgan-l5-packets-damaged.bin", damaged, {"from": "vqgan-l5-packets.bin", "damage": damage}, codec.decode(damaged))
+
+    kwargs = {"quality": 2, "gop": 8}  # one GOP: an intra frame and 4 inter frames through the temporal prior
+    video = codec.encode(str(HERE / CLIP), **kwargs)
+    add("video-q2.bin", video, {"input": CLIP, "encode": kwargs}, codec.decode(video))
 
     fields = str(HERE / FIELDS)
     loose = {"quality": 3, "max_abs_error": "t=0.5,z=50"}  # loose enough for z's residual to take interpolation (coder 2)
