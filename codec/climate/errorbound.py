@@ -26,7 +26,10 @@ shorter; modes 2 (float) and 3 (packed) in the leading byte's low nibble mark it
 on smooth fields (up to 6x fewer bytes on 0.25-degree geopotential), the tile coder on rough ones.
 Coder 2 (field records from version 4) uses interpolation version 2 instead (level-wise steps, a
 curvature context and Laplace tables, :mod:`codec.climate.interp`), trying each of its level-step
-growths; modes 4 (float) and 5 (packed) mark it.  The tile coder is the same in both.
+growths; modes 4 (float) and 5 (packed) mark it.  Its tile coder picks each tile's table from the
+Laplace-with-zero-spike family of :mod:`codec.entropy.laplace` instead of the Gaussians (modes 6 and
+7): the residuals of fields with flat or exactly-zero regions (snow, rain, cloud cover, precipitation
+type) are far more peaked than a Gaussian, and this is where the tile coder wins.
 
 Missing points (NaN) are skipped: they are restored from the mask, not from the residual.
 """
@@ -40,7 +43,7 @@ import zlib
 
 import numpy as np
 
-from ..entropy import gaussian
+from ..entropy import gaussian, laplace
 from ..errors import CorruptStreamError
 from . import interp
 
@@ -119,9 +122,10 @@ def _undo_west_prediction(d: np.ndarray, valid: np.ndarray, rho: float) -> np.nd
     return q
 
 
-def _code_integers(q: np.ndarray, valid: np.ndarray) -> tuple[int, bytes]:
+def _code_integers(q: np.ndarray, valid: np.ndarray, coder: int = 1) -> tuple[int, bytes]:
     """Entropy-code integer residuals ``q`` (0 at missing points) at ``valid`` points with a per-tile
-    Gaussian scale, after the western prediction that costs fewest bits; returns its index and the bytes."""
+    table (coder 1: a Gaussian scale; coder 2: the cheapest Laplace-with-zero-spike table), after the
+    western prediction that costs fewest bits; returns its index and the bytes."""
     tables = gaussian.default_tables()
     ids = _tile_ids(q.shape)[valid]
     n_tiles = int(np.prod(_tiles(q.shape)))
@@ -134,13 +138,17 @@ def _code_integers(q: np.ndarray, valid: np.ndarray) -> tuple[int, bytes]:
         costs.append(tables.code_lengths(e, _fitted_scales(e, ids, n_tiles, tables)[ids]).sum())
     predictor = int(np.argmin(costs))
     values = errors[predictor]
-    tile_index = _tile_scales(values, ids, n_tiles, tables).astype(np.uint8)
+    if coder == 1:
+        tile_index = _tile_scales(values, ids, n_tiles, tables).astype(np.uint8)
+    else:
+        tables = laplace.default_tables()
+        tile_index = tables.cheapest_per_group(values, ids, n_tiles).astype(np.uint8)
     head = zlib.compress(tile_index.tobytes(), 9)
     return predictor, _U32.pack(len(head)) + head + gaussian.encode(values, tile_index[ids], tables)
 
 
-def _decode_integers(data: bytes, shape: tuple[int, int], valid: np.ndarray, predictor: int) -> np.ndarray:
-    tables = gaussian.default_tables()
+def _decode_integers(data: bytes, shape: tuple[int, int], valid: np.ndarray, predictor: int, coder: int = 1) -> np.ndarray:
+    tables = gaussian.default_tables() if coder == 1 else laplace.default_tables()
     n_tiles = int(np.prod(_tiles(shape)))
     if len(data) < _U32.size:
         raise CorruptStreamError("residual stream truncated")
@@ -150,14 +158,14 @@ def _decode_integers(data: bytes, shape: tuple[int, int], valid: np.ndarray, pre
         tile_index = np.frombuffer(inflate.decompress(data[_U32.size : _U32.size + n], n_tiles + 1), np.uint8)
     except zlib.error:
         raise CorruptStreamError("residual tile table is corrupt") from None
-    if tile_index.size != n_tiles or np.any(tile_index >= len(tables.scales)):
+    if tile_index.size != n_tiles or np.any(tile_index >= len(tables.freqs)):
         raise CorruptStreamError("residual tile table does not match the field")
     d = np.zeros(shape, np.int64)
     d[valid] = gaussian.decode(data[_U32.size + n :], tile_index[_tile_ids(shape)[valid]].astype(np.int64), tables)
     return _undo_west_prediction(d, valid, WEST_WEIGHTS[predictor]) if predictor else d
 
 
-_FLOAT, _PACKED, _INTERP_FLOAT, _INTERP_PACKED, _INTERP2_FLOAT, _INTERP2_PACKED = 0, 1, 2, 3, 4, 5  # low nibble of the leading byte
+_FLOAT, _PACKED, _INTERP_FLOAT, _INTERP_PACKED, _INTERP2_FLOAT, _INTERP2_PACKED, _TILES2_FLOAT, _TILES2_PACKED = range(8)  # low nibble of the leading byte
 CODERS = (1, 2)  # 1: interpolation version 1 (field records 1-3); 2: version 2 (records 4)
 MAX_STEPS = 1 << 30  # residuals of more quantization steps than this are stored exactly
 
@@ -190,10 +198,10 @@ def encode(
         e_int = _integer_half_step(x, valid, bound, packing)
         if 0 <= e_int < MAX_STEPS:
             candidates = [_encode_packed_interp(x, recon, valid, e_int, packing, int_range, a) for a in alphas]
-            candidates.append(_encode_packed_tiles(x, recon, valid, e_int, packing, int_range))
+            candidates.append(_encode_packed_tiles(x, recon, valid, e_int, packing, int_range, coder))
             return min(candidates, key=lambda c: len(c[0]))
     candidates = [_encode_float_interp(x, recon, valid, bound, dtype, a) for a in alphas]
-    candidates.append(_encode_float_tiles(x, recon, valid, bound, dtype))
+    candidates.append(_encode_float_tiles(x, recon, valid, bound, dtype, coder))
     return min(candidates, key=lambda c: len(c[0]))
 
 
@@ -216,16 +224,23 @@ def _fix_table(bad: np.ndarray, exact: np.ndarray) -> bytes:
 
 
 def _encode_packed_tiles(
-    x: np.ndarray, recon: np.ndarray, valid: np.ndarray, e_int: int, packing: tuple[float, float], int_range: tuple[int, int] | None
+    x: np.ndarray,
+    recon: np.ndarray,
+    valid: np.ndarray,
+    e_int: int,
+    packing: tuple[float, float],
+    int_range: tuple[int, int] | None,
+    coder: int = 1,
 ) -> tuple[bytes, np.ndarray]:
     step = 2 * e_int + 1
     q = np.floor_divide(_integers(x, valid, packing) - _base_integers(recon, packing, int_range) + e_int, step).astype(np.int64)
     q[~valid] = 0
-    predictor, coded = _code_integers(q, valid)
-    return bytes([_PACKED | predictor << 4]) + _U32.pack(e_int) + coded, _packed_output(q * step, recon, valid, packing, int_range)
+    predictor, coded = _code_integers(q, valid, coder)
+    mode = _PACKED if coder == 1 else _TILES2_PACKED
+    return bytes([mode | predictor << 4]) + _U32.pack(e_int) + coded, _packed_output(q * step, recon, valid, packing, int_range)
 
 
-def _encode_float_tiles(x: np.ndarray, recon: np.ndarray, valid: np.ndarray, bound: float, dtype: np.dtype) -> tuple[bytes, np.ndarray]:
+def _encode_float_tiles(x: np.ndarray, recon: np.ndarray, valid: np.ndarray, bound: float, dtype: np.dtype, coder: int = 1) -> tuple[bytes, np.ndarray]:
     steps = np.where(valid, np.rint((np.nan_to_num(x) - recon) / (2 * bound)), 0)
     far = ~(np.abs(steps) <= MAX_STEPS)  # also catches non-finite residuals
     q = np.where(far, 0, steps).astype(np.int64)
@@ -233,8 +248,9 @@ def _encode_float_tiles(x: np.ndarray, recon: np.ndarray, valid: np.ndarray, bou
     bad = np.flatnonzero(valid & (far | ~(np.abs(out - np.nan_to_num(x)) <= bound)))
     exact = x.ravel()[bad].astype(np.float64)
     out.ravel()[bad] = exact
-    predictor, coded = _code_integers(q, valid)
-    return bytes([_FLOAT | predictor << 4]) + _fix_table(bad, exact) + coded, out
+    predictor, coded = _code_integers(q, valid, coder)
+    mode = _FLOAT if coder == 1 else _TILES2_FLOAT
+    return bytes([mode | predictor << 4]) + _fix_table(bad, exact) + coded, out
 
 
 def _packed_half_step(e_int: int, divisor: float) -> int:
@@ -328,11 +344,11 @@ def decode(
     if predictor >= len(WEST_WEIGHTS):
         raise CorruptStreamError("unknown residual predictor")
     body = data[1 + _U32.size :]
-    if mode in (_PACKED, _INTERP_PACKED, _INTERP2_PACKED):
+    if mode in (_PACKED, _INTERP_PACKED, _INTERP2_PACKED, _TILES2_PACKED):
         if packing is None or n >= MAX_STEPS:
             raise CorruptStreamError("residual stream is packed but the variable is not")
-        if mode == _PACKED:
-            rec = _decode_integers(body, shape, valid, predictor) * (2 * n + 1)
+        if mode in (_PACKED, _TILES2_PACKED):
+            rec = _decode_integers(body, shape, valid, predictor, 1 if mode == _PACKED else 2) * (2 * n + 1)
         else:
 
             def dequantize_packed(p: np.ndarray, k: np.ndarray, rows: np.ndarray, cols: np.ndarray, divisor: float) -> np.ndarray:
@@ -341,7 +357,7 @@ def decode(
             version = 1 if mode == _INTERP_PACKED else 2
             rec = interp.decode(body, shape, valid, dequantize_packed, version=version, unit=2 * n + 1)
         return _packed_output(rec, recon, valid, packing, int_range)
-    if mode not in (_FLOAT, _INTERP_FLOAT, _INTERP2_FLOAT):
+    if mode not in (_FLOAT, _INTERP_FLOAT, _INTERP2_FLOAT, _TILES2_FLOAT):
         raise CorruptStreamError("unknown residual coding mode")
     end = 12 * n
     if n > recon.size or len(body) < end:
@@ -362,7 +378,7 @@ def decode(
         rec = interp.decode(body[end:], shape, valid, dequantize, version=version, unit=2 * bound)
         out = np.where(valid, (recon + rec).astype(dtype).astype(np.float64), np.nan)
     else:
-        q = _decode_integers(body[end:], shape, valid, predictor)
+        q = _decode_integers(body[end:], shape, valid, predictor, 1 if mode == _FLOAT else 2)
         out = np.where(valid, (recon + q * (2 * bound)).astype(dtype).astype(np.float64), np.nan)
     out.ravel()[bad] = exact
     return out
