@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import pytest
 import torch
@@ -119,6 +121,31 @@ def test_tight_bound_on_a_smooth_field_drops_the_network(net):
     assert lz == ly == 0 and lr > 0
     np.testing.assert_array_equal(out, recon)
     assert np.max(np.abs(out - field)) <= 0.001
+
+
+def _snow(shape=(91, 180)) -> np.ndarray:
+    """Zero on most of the globe, rough where it is not (as snow depth or precipitation)."""
+    rng = np.random.default_rng(11)
+    return np.clip(smooth(shape, holes=False) - 298 + rng.normal(0, 0.5, shape), 0, None)
+
+
+def test_version_4_network_levels_keep_the_residual_alone_only_when_shorter_and_as_accurate(net):
+    """On a field that is exactly zero over most of the globe the residual coder alone beats the network at
+    q3 on bytes *and* error; the record carries its bound and decodes to what the encoder returned."""
+    field = _snow()
+    coder = net.at_level(3)
+    with torch.inference_mode():
+        v3, out3 = fieldcodec.encode(coder, field, spec(field.shape, version=3))
+        v4, out4 = fieldcodec.encode(coder, field, spec(field.shape, version=4))
+        back = fieldcodec.decode(coder, v4, spec(field.shape, version=4), np.ones(field.shape, bool))
+    assert v4[fieldcodec._HEAD_V2.size - 1] == fieldcodec.NO_NETWORK_CODE and v3[fieldcodec._HEAD_V2.size - 1] != fieldcodec.NO_NETWORK_CODE
+    assert len(v4) < len(v3) and np.mean((out4 - field) ** 2) <= np.mean((out3 - field) ** 2)
+    np.testing.assert_array_equal(back, out4)
+    head = fieldcodec._HEAD_V3.size
+    for bad in (0.0, -1.0, np.inf, np.nan):
+        forged = v4[:head] + struct.pack("<d", bad) + v4[head + 8 :]
+        with pytest.raises(CorruptStreamError, match="error bound"):
+            fieldcodec.decode(coder, forged, spec(field.shape, version=4), np.ones(field.shape, bool))
 
 
 def test_refinement_qualities_keep_the_network_bytes(net):

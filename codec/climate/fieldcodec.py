@@ -23,13 +23,21 @@ costs less than the last, and if the first finer one did not, to coarser ones wh
 field of at most that many points (2.5 degrees) is coded on its own grid: there every trial costs
 a whole network pass, and coarser grids bought little.  The choice ignores any bound, so a refinement quality or a bounded
 file holds the same network bytes as its network level without a bound, plus the residual.  With an
-explicit bound (``--max-abs-error``) the encoder also codes the field by the residual coder alone,
-around its mean, and keeps that record (grid byte 255, no network bytes) when it is shorter: on
-smooth fine grids at tight bounds the network's texture costs the interpolation more than it saves.
+explicit bound (``--max-abs-error``; from record version 4 also at the refinement qualities' own
+bounds) the encoder also codes the field by the residual coder alone, around its mean, and keeps
+that record (grid byte 255, no network bytes) when it is shorter: on smooth fine grids at tight
+bounds the network's texture costs the interpolation more than it saves.
 
 **Version 4.**  The residual layer uses coder 2 of :mod:`codec.climate.errorbound` (level-wise
 steps, curvature contexts, Laplace tables) and the network's hyperprior runs in float64, so the table
-each latent symbol is coded with is the same on every CPU; the record layout is that of version 3.
+each latent symbol is coded with is the same on every CPU.  A residual-alone record (grid byte 255)
+starts its residual with the bound it was coded at (f8), and network levels use such records too:
+where the network codes a field on its own grid or one 2x coarser (rough fields: snow, cloud,
+precipitation), the encoder also codes the field by the residual coder alone at bounds of a few
+multiples of the network's RMSE (:data:`ALONE_FACTORS`, a local search) and keeps the loosest one
+that is both shorter and at least as accurate (MSE) as the network's record: on fields with exactly
+zero or flat regions the residual coder's error is far below its bound there, so it often wins on
+both counts.  Otherwise the layout is that of version 3.
 
 **Range.**  From record version 3 every decoded point is clipped to the source field's own range
 (``low``, ``high``): the true value lies in it, so clipping only ever moves a decoded point closer
@@ -63,6 +71,10 @@ GRID_FACTORS = (1, 2, 4, 8, 16)  # coded grid = field grid / s
 NO_NETWORK, NO_NETWORK_CODE = 0, 255  # grid byte 255: no network bytes, the residual codes the field around its mean
 MIN_GRID_POINTS = 16  # a coarse grid keeps at least this many rows and columns (or the field's own, if fewer)
 SEARCH_START_POINTS = 1 << 15  # the grid search starts at the finest grid with at most this many points
+ALONE_MAX_GRID = 2  # record version 4, network levels: fields the network codes on grids at most this coarse also try the residual alone
+ALONE_FACTORS = (1.5, 2.0, 3.0, 4.0)  # ... at bounds of these multiples of the network's RMSE (searched from ALONE_START)
+ALONE_START = 2.0
+_BOUND = struct.Struct("<d")
 
 
 @dataclass(frozen=True)
@@ -203,13 +215,56 @@ def encode(net: LevelCoder, field: np.ndarray, spec: FieldSpec) -> tuple[bytes, 
     z, y, s, recon = _best_grid(net, field, valid, spec, mean, std, span)
     bound = field_bound(net, spec, std)
     if bound is None:
-        return _record(spec, mean, std, z, y, b"", s, span), _clip(recon, span)
+        record, out = _record(spec, mean, std, z, y, b"", s, span), _clip(recon, span)
+        if spec.record_version >= 4 and s <= ALONE_MAX_GRID:
+            return _residual_alone_if_better(field, valid, spec, mean, std, span, record, out)
+        return record, out
     r, out = errorbound.encode(field, recon, bound, spec.packing, spec.dtype, spec.int_range, spec.residual_coder)
-    if spec.bound is not None and spec.record_version >= 2:  # an explicit bound: the residual alone may be shorter
+    if (spec.bound is not None and spec.record_version >= 2) or spec.record_version >= 4:  # the residual alone may be shorter
         r0, out0 = errorbound.encode(field, np.where(valid, mean, np.nan), bound, spec.packing, spec.dtype, spec.int_range, spec.residual_coder)
-        if len(r0) < len(z) + len(y) + len(r):
-            return _record(spec, mean, std, b"", b"", r0, NO_NETWORK, span), _clip(out0, span)
+        if len(_alone_head(spec, bound)) + len(r0) < len(z) + len(y) + len(r):
+            return _record(spec, mean, std, b"", b"", _alone_head(spec, bound) + r0, NO_NETWORK, span), _clip(out0, span)
     return _record(spec, mean, std, z, y, r, s, span), _clip(out, span)
+
+
+def _alone_head(spec: FieldSpec, bound: float) -> bytes:
+    """What a residual-alone record's residual starts with: its bound (f8) from record version 4, nothing before."""
+    return _BOUND.pack(bound) if spec.record_version >= 4 else b""
+
+
+def _residual_alone_if_better(
+    field: np.ndarray, valid: np.ndarray, spec: FieldSpec, mean: float, std: float, span: tuple[float, float] | None, record: bytes, out: np.ndarray
+) -> tuple[bytes, np.ndarray]:
+    """``(record, out)`` of the network, or of the residual coder alone when that is both shorter and no less
+    accurate (MSE).  Bounds tried: ``c`` x the network's RMSE, ``c`` from :data:`ALONE_START` up through
+    :data:`ALONE_FACTORS` while each passes (the last passing one is kept), or down once if the start
+    was too inaccurate."""
+    mse = float(np.mean((field - out)[valid] ** 2))
+    if mse == 0:
+        return record, out
+    around_mean = np.where(valid, mean, np.nan)
+
+    def trial(c: float) -> tuple[bytes, np.ndarray, bool, bool]:
+        bound = c * mse**0.5
+        r, alone = errorbound.encode(field, around_mean, bound, spec.packing, spec.dtype, spec.int_range, spec.residual_coder)
+        alone = _clip(alone, span)
+        candidate = _record(spec, mean, std, b"", b"", _alone_head(spec, bound) + r, NO_NETWORK, span)
+        return candidate, alone, len(candidate) < len(record), float(np.mean((field - alone)[valid] ** 2)) <= mse
+
+    start = ALONE_FACTORS.index(ALONE_START)
+    candidate, alone, shorter, accurate = trial(ALONE_START)
+    if not (shorter and accurate):
+        if not shorter or start == 0:
+            return record, out
+        candidate, alone, shorter, accurate = trial(ALONE_FACTORS[start - 1])  # finer: more bytes, less error
+        return (candidate, alone) if shorter and accurate else (record, out)
+    best = candidate, alone
+    for c in ALONE_FACTORS[start + 1 :]:  # coarser while it stays as accurate as the network
+        candidate, alone, shorter, accurate = trial(c)
+        if not (shorter and accurate):
+            break
+        best = candidate, alone
+    return best
 
 
 def _clip(values: np.ndarray, span: tuple[float, float] | None) -> np.ndarray:
@@ -284,7 +339,15 @@ def decode(net: LevelCoder, record: bytes, spec: FieldSpec, valid: np.ndarray) -
     z = record[head.size : head.size + lz]
     y = record[head.size + lz : head.size + lz + ly]
     recon = np.where(valid, mean, np.nan) if s == NO_NETWORK else _network_output(net, z, y, s, valid, mean, std, spec.exact_prior)
+    residual = record[head.size + lz + ly :]
     bound = field_bound(net, spec, std)
+    if s == NO_NETWORK and spec.record_version >= 4:  # the residual alone, at the bound it carries
+        if len(residual) < _BOUND.size:
+            raise CorruptStreamError("field record truncated")
+        (bound,) = _BOUND.unpack_from(residual)
+        if not (np.isfinite(bound) and bound > 0):
+            raise CorruptStreamError("field record has an invalid error bound")
+        residual = residual[_BOUND.size :]
     if bound is None:
         return _clip(recon, span)
-    return _clip(errorbound.decode(record[head.size + lz + ly :], recon, valid, bound, spec.packing, spec.dtype, spec.int_range), span)
+    return _clip(errorbound.decode(residual, recon, valid, bound, spec.packing, spec.dtype, spec.int_range), span)

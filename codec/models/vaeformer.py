@@ -26,6 +26,7 @@ and :meth:`VAEformer.decompress` produce bytes through :mod:`codec.entropy` with
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -302,13 +303,20 @@ class VAEformer(ClimateCodecModel):
         """Means and scales of the latent from the hyper-latent.  ``exact``: in float64, as the bytes of
         field records from version 4 use it: the scale picks each symbol's table, and float32 kernels of
         other CPUs move it by ~1e-7, enough to pick another table now and then; float64 moves it by ~1e-16."""
-        if exact:
-            weights = {name: t.double() for name, t in [*self.h_s.named_parameters(), *self.h_s.named_buffers()]}
-            out = torch.func.functional_call(self.h_s, weights, (z_hat.double(), size))
-        else:
-            out = self.h_s(z_hat, size)
+        out = self._h_s64()(z_hat.double(), size) if exact else self.h_s(z_hat, size)
         means, scales = out.chunk(2, dim=1)
         return means, F.softplus(scales) + 1e-3
+
+    def _h_s64(self) -> nn.Module:
+        """A float64 copy of ``h_s``, made on first use and again whenever its weights change (kept out of
+        the module tree, so it is neither saved nor trained; a copy, not swapped weights, so threads that
+        code fields at once never see each other's precision)."""
+        key = tuple((p.data_ptr(), p._version) for p in self.h_s.parameters())
+        cached = self.__dict__.get("_h_s64_cache")
+        if cached is None or cached[0] != key:
+            cached = (key, copy.deepcopy(self.h_s).double().eval())
+            self.__dict__["_h_s64_cache"] = cached
+        return cached[1]
 
     def forward(self, x: Tensor, level: int) -> dict:
         """Training pass at rate ``level``: reconstruction, likelihoods of y and z, and the latent's KL term."""
