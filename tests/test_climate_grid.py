@@ -148,6 +148,18 @@ def test_version_4_network_levels_keep_the_residual_alone_only_when_shorter_and_
             fieldcodec.decode(coder, forged, spec(field.shape, version=4), np.ones(field.shape, bool))
 
 
+@pytest.mark.parametrize("make", [_snow, lambda: smooth(holes=False)], ids=["snow", "smooth"])
+def test_version_4_qualities_stay_ordered_in_error(net, make):
+    """Residual-alone records may replace the network at any quality, but q3 -> q4 -> q5 never lose accuracy."""
+    field = make()
+    errors = []
+    for q in (3, 4, 5):
+        with torch.inference_mode():
+            _, out = fieldcodec.encode(net.at_level(q), field, spec(field.shape, version=4))
+        errors.append(float(np.mean((out - field) ** 2)))
+    assert errors[0] >= errors[1] >= errors[2], errors
+
+
 def test_refinement_qualities_keep_the_network_bytes(net):
     """q4 / q5 are q3's network bytes plus a residual: the encoder never drops the network for them."""
     field = smooth(holes=False)

@@ -23,10 +23,11 @@ costs less than the last, and if the first finer one did not, to coarser ones wh
 field of at most that many points (2.5 degrees) is coded on its own grid: there every trial costs
 a whole network pass, and coarser grids bought little.  The choice ignores any bound, so a refinement quality or a bounded
 file holds the same network bytes as its network level without a bound, plus the residual.  With an
-explicit bound (``--max-abs-error``; from record version 4 also at the refinement qualities' own
-bounds) the encoder also codes the field by the residual coder alone, around its mean, and keeps
-that record (grid byte 255, no network bytes) when it is shorter: on smooth fine grids at tight
-bounds the network's texture costs the interpolation more than it saves.
+explicit bound (``--max-abs-error``) the encoder also codes the field by the residual coder alone,
+around its mean, and keeps that record (grid byte 255, no network bytes) when it is shorter: on
+smooth fine grids at tight bounds the network's texture costs the interpolation more than it saves.
+From record version 4 the refinement qualities' own bounds do the same, but keep the residual alone
+only when it is also at least as accurate (MSE), so q4 and q5 never trade accuracy for bytes.
 
 **Version 4.**  The residual layer uses coder 2 of :mod:`codec.climate.errorbound` (level-wise
 steps, curvature contexts, Laplace tables) and the network's hyperprior runs in float64, so the table
@@ -220,11 +221,16 @@ def encode(net: LevelCoder, field: np.ndarray, spec: FieldSpec) -> tuple[bytes, 
             return _residual_alone_if_better(field, valid, spec, mean, std, span, record, out)
         return record, out
     r, out = errorbound.encode(field, recon, bound, spec.packing, spec.dtype, spec.int_range, spec.residual_coder)
+    out = _clip(out, span)
     if (spec.bound is not None and spec.record_version >= 2) or spec.record_version >= 4:  # the residual alone may be shorter
         r0, out0 = errorbound.encode(field, np.where(valid, mean, np.nan), bound, spec.packing, spec.dtype, spec.int_range, spec.residual_coder)
-        if len(_alone_head(spec, bound)) + len(r0) < len(z) + len(y) + len(r):
-            return _record(spec, mean, std, b"", b"", _alone_head(spec, bound) + r0, NO_NETWORK, span), _clip(out0, span)
-    return _record(spec, mean, std, z, y, r, s, span), _clip(out, span)
+        out0 = _clip(out0, span)
+        shorter = len(_alone_head(spec, bound)) + len(r0) < len(z) + len(y) + len(r)
+        # an explicit bound is what the user asked for: the shorter record wins; a refinement quality must
+        # also keep its RMSE, so that q4 / q5 stay more accurate than the levels below them
+        if shorter and (spec.bound is not None or np.mean((field - out0)[valid] ** 2) <= np.mean((field - out)[valid] ** 2)):
+            return _record(spec, mean, std, b"", b"", _alone_head(spec, bound) + r0, NO_NETWORK, span), out0
+    return _record(spec, mean, std, z, y, r, s, span), out
 
 
 def _alone_head(spec: FieldSpec, bound: float) -> bytes:
