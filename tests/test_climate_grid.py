@@ -220,6 +220,30 @@ def test_interpolation_coder_stores_what_float32_cannot_bound_exactly(coder):
     assert np.array_equal(out, field)
 
 
+@pytest.mark.parametrize("coder", errorbound.CODERS)
+def test_exactly_stored_points_do_not_tie_the_decode_to_the_network_output(coder):
+    """Below float32's resolution points are stored exactly.  Another CPU's network output differs in its
+    last bits; the decode must still follow the stream (coder 2's contexts read the reconstruction) and
+    move by no more than that difference."""
+    rng = np.random.default_rng(12)
+    field = (smooth(holes=False) + rng.normal(0, 1e-4, (91, 180))).astype(np.float32).astype(np.float64)
+    recon = smooth(holes=False) + rng.normal(0, 1e-3, (91, 180))
+    bound = 2e-5  # float32 steps are 3e-5 near 280: many points stored exactly
+    data, out = errorbound.encode(field, recon, bound, None, FLOAT32, None, coder)
+    assert data[0] & 0x0F == INTERP_FLOAT[coder] and int.from_bytes(data[1:5], "little") > 100
+    moved = recon + rng.normal(0, 2e-6, recon.shape)
+    back = errorbound.decode(data, moved, np.ones(field.shape, bool), bound, None, FLOAT32)
+    assert np.max(np.abs(back - field)) <= bound + 1e-4
+
+
+def test_coder_1_records_refuse_coder_2_modes():
+    field = smooth(holes=False)
+    recon = np.full(field.shape, 280.0)
+    data, _ = errorbound.encode(field, recon, 0.05, None, FLOAT32, None, 2)
+    with pytest.raises(CorruptStreamError, match="unknown residual coding mode"):
+        errorbound.decode(data, recon, np.ones(field.shape, bool), 0.05, None, FLOAT32, coder=1)
+
+
 def test_residual_coder_2_is_shorter_on_smooth_fields_and_flat_regions():
     """Level-wise steps pay on a smooth field at a loose bound; the curvature context and the Laplace
     tables make a field that is exactly zero over large regions (snow depth, rain) cheaper."""

@@ -186,6 +186,15 @@ def test_exact_prior_is_float64_and_agrees_with_the_float32_one(tiny_net):
     assert not torch.equal(sigma64, sigma32.double())  # really computed in float64, not cast afterwards
 
 
+def test_exact_prior_works_on_a_model_built_under_inference_mode():
+    """Inference tensors keep no version counter; the float64 copy must not need one."""
+    with torch.inference_mode():
+        net = tiny_vaeformer()
+        z = torch.zeros(1, net.config.hyper_latent_channels, 2, 3)
+        mu, sigma = net._prior(z, (8, 12), exact=True)
+    assert mu.dtype == torch.float64 and torch.isfinite(sigma).all()
+
+
 @pytest.mark.parametrize("bound", [2.0, 0.25, 0.01])
 def test_error_bound_float(tiny, bound):
     field = smooth_field(seed=5)

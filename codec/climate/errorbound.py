@@ -314,7 +314,12 @@ def _encode_float_interp(x: np.ndarray, recon: np.ndarray, valid: np.ndarray, bo
         out = (recon[np.ix_(rows, cols)] + r).astype(dtype).astype(np.float64)
         bad = valid[np.ix_(rows, cols)] & (far | ~(np.abs(out - np.nan_to_num(x[np.ix_(rows, cols)])) <= bound))
         fixed[np.ix_(rows, cols)] = bad
-        return np.where(bad, 0, k), np.where(bad, t, r)
+        if alpha is None:  # version 1: exact points enter the reconstruction with code 0
+            return np.where(bad, 0, k), np.where(bad, t, r)
+        # version 2: the reconstruction stays a function of the codes alone (its curvature picks the tables,
+        # and ``t`` depends on the network's float32 output, which another CPU rounds differently); exact
+        # values only replace the output
+        return k, r
 
     if alpha is None:
         coded, rec = interp.encode(x.shape, valid, quantize)
@@ -334,13 +339,23 @@ def _clip(k: np.ndarray, int_range: tuple[int, int] | None) -> np.ndarray:
 
 
 def decode(
-    data: bytes, recon: np.ndarray, valid: np.ndarray, bound: float, packing: tuple[float, float] | None, dtype: np.dtype, int_range: tuple[int, int] | None = None
+    data: bytes,
+    recon: np.ndarray,
+    valid: np.ndarray,
+    bound: float,
+    packing: tuple[float, float] | None,
+    dtype: np.dtype,
+    int_range: tuple[int, int] | None = None,
+    coder: int = 2,
 ) -> np.ndarray:
-    """Inverse of :func:`encode`, given the same network reconstruction and validity mask."""
+    """Inverse of :func:`encode`, given the same network reconstruction and validity mask (``coder``: the
+    newest coder the record may use; coder 1 records never hold modes 4-7)."""
     shape = recon.shape
     if len(data) < 1 + _U32.size:
         raise CorruptStreamError("residual stream truncated")
     mode, predictor, (n,) = data[0] & 0x0F, data[0] >> 4, _U32.unpack_from(data, 1)
+    if coder == 1 and mode >= _INTERP2_FLOAT:
+        raise CorruptStreamError("unknown residual coding mode")
     if predictor >= len(WEST_WEIGHTS):
         raise CorruptStreamError("unknown residual predictor")
     body = data[1 + _U32.size :]
@@ -368,7 +383,8 @@ def decode(
         raise CorruptStreamError("residual correction index out of range")
     if mode in (_INTERP_FLOAT, _INTERP2_FLOAT):
         exact_r = np.full(shape, np.nan)
-        exact_r.ravel()[bad] = exact - recon.ravel()[bad]
+        if mode == _INTERP_FLOAT:  # version 1 rebuilt exact points from the network output
+            exact_r.ravel()[bad] = exact - recon.ravel()[bad]
 
         def dequantize(p: np.ndarray, k: np.ndarray, rows: np.ndarray, cols: np.ndarray, divisor: float) -> np.ndarray:
             e = exact_r[np.ix_(rows, cols)]

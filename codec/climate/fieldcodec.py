@@ -76,6 +76,7 @@ ALONE_MAX_GRID = 2  # record version 4, network levels: fields the network codes
 ALONE_FACTORS = (1.5, 2.0, 3.0, 4.0)  # ... at bounds of these multiples of the network's RMSE (searched from ALONE_START)
 ALONE_START = 2.0
 _BOUND = struct.Struct("<d")
+MAX_STORED_BOUND = 1e290  # a larger stored bound is corrupt (steps of 2^30 bounds would overflow float64)
 
 
 @dataclass(frozen=True)
@@ -351,9 +352,9 @@ def decode(net: LevelCoder, record: bytes, spec: FieldSpec, valid: np.ndarray) -
         if len(residual) < _BOUND.size:
             raise CorruptStreamError("field record truncated")
         (bound,) = _BOUND.unpack_from(residual)
-        if not (np.isfinite(bound) and bound > 0):
+        if not (0 < bound < MAX_STORED_BOUND):  # (NaN fails too)
             raise CorruptStreamError("field record has an invalid error bound")
         residual = residual[_BOUND.size :]
     if bound is None:
         return _clip(recon, span)
-    return _clip(errorbound.decode(residual, recon, valid, bound, spec.packing, spec.dtype, spec.int_range), span)
+    return _clip(errorbound.decode(residual, recon, valid, bound, spec.packing, spec.dtype, spec.int_range, spec.residual_coder), span)

@@ -25,7 +25,8 @@ validation fields (``benchmarks/climate_interp.py``):
   interpolates from, are kept more precisely.  ``alpha`` is one of :data:`ALPHAS` (the caller tries
   each and keeps the shortest; one byte says which): 1.25 pays on smooth fields, 1 on rough ones.
 * The *context* adds the local curvature of the reconstruction, ``|a - b - c + d|`` of the four
-  known points along the axis in units of the pass's step, to the two neighbours' absolute codes
+  known points along the axis in units of the caller's step divided by the pass's divisor (the
+  pass's step on the float path, about it on the packed one), to the two neighbours' absolute codes
   (binned by :data:`ACTIVITY_BINS`): flat regions get a table that makes zeros nearly free.
 * The tables are the Laplace-with-zero-spike family of :mod:`codec.entropy.laplace`, which fits
   the peaked, heavy-tailed codes better than Gaussians.
@@ -111,7 +112,7 @@ def divisor(st: int, alpha: float) -> float:
 
 def _contexts(codes: np.ndarray, rec: np.ndarray, rows: np.ndarray, cols: np.ndarray, st: int, axis: int | None, version: int, unit: float) -> np.ndarray:
     """Context bin of every point of the pass: its neighbours' absolute codes (and, in version 2, the
-    reconstruction's curvature in units of ``unit``, the pass's step)."""
+    reconstruction's curvature in units of ``unit``: the caller's step over the pass's divisor)."""
     if axis is None:
         return np.zeros((rows.size, cols.size), np.int64)
     b, _ = _along(codes, rows, cols, axis, -st)

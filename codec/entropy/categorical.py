@@ -52,7 +52,7 @@ class GroupDecoder:
                 np.asarray(self._decoder.decode(model, n), dtype=np.int64) if n else np.zeros(0, np.int64)
                 for model, n in zip(_models(freq), counts, strict=True)
             ]
-        except (ValueError, RuntimeError, OverflowError) as exc:  # constriction reports corrupt data this way
+        except (ValueError, RuntimeError, OverflowError, AssertionError) as exc:  # constriction reports corrupt data this way
             raise EntropyDecodeError(f"corrupt entropy-coded stream ({exc})") from None
 
 

@@ -151,6 +151,6 @@ def decode_from(decoder: constriction.stream.queue.RangeDecoder, indexes: np.nda
         if slots.size:
             halves = decoder.decode(_uniform16(), 2 * slots.size).astype(np.int64).reshape(-1, 2)
             out[slots] = (halves[:, 0] << 16) + halves[:, 1] - (1 << (ESCAPE_BITS - 1))
-    except (ValueError, RuntimeError, OverflowError) as exc:
+    except (ValueError, RuntimeError, OverflowError, AssertionError) as exc:  # (constriction asserts on some invalid data)
         raise CorruptStreamError(f"corrupt entropy-coded stream ({exc})") from None
     return out

@@ -311,7 +311,7 @@ class VAEformer(ClimateCodecModel):
         """A float64 copy of ``h_s``, made on first use and again whenever its weights change (kept out of
         the module tree, so it is neither saved nor trained; a copy, not swapped weights, so threads that
         code fields at once never see each other's precision)."""
-        key = tuple((p.data_ptr(), p._version) for p in self.h_s.parameters())
+        key = tuple((p.data_ptr(), None if p.is_inference() else p._version) for p in self.h_s.parameters())  # (inference tensors have no version)
         cached = self.__dict__.get("_h_s64_cache")
         if cached is None or cached[0] != key:
             cached = (key, copy.deepcopy(self.h_s).double().eval())

@@ -198,7 +198,7 @@ def _decode_stage1(data: bytes, probabilities: np.ndarray) -> np.ndarray:
     decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(data, "<u4").astype(np.uint32))
     try:
         return np.asarray(decoder.decode(_FAMILY, probabilities), dtype=np.int64)
-    except (ValueError, RuntimeError, OverflowError) as exc:
+    except (ValueError, RuntimeError, OverflowError, AssertionError) as exc:  # (constriction asserts on some invalid data)
         raise CorruptStreamError(f"corrupt video stream ({exc})") from None
 
 
