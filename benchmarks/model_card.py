@@ -89,7 +89,10 @@ blocks are shared, and each level has its own codebooks with m = {groups} groups
   forward and backward take ~75 % of the step, Gumbel-noise sampling ~10 %, the data (in-memory crops)
   under 0.1 %; channels-last weights gave no speed-up in training (0.79 steps/s) and crash in the
   backward of the 3-channel input convolution (torch 2.14.1 CPU), and `torch.compile` segfaults on this
-  CPU, so neither is used. `--effort N` (`codec/models/index_search.py`) re-assigns the finest indices by the
+  CPU, so neither is used. Continuing all five levels from this file at lr 5e-5 (`codec train mcquic ...
+  --out runs/mcquic-cont4 --init codec/checkpoints/mcquic.safetensors --steps 6000 --val-every 1500
+  --lr 5e-05 --seed 15 --threads 1`) lost 0.26-0.59 dB of CID22 validation PSNR at every level by
+  step 1500 (22.19 / 23.05 / 24.08 / 24.61 / 24.85 dB); stopped, not shipped. `--effort N` (`codec/models/index_search.py`) re-assigns the finest indices by the
   decoder's gradient at encode time: +0.24 / +0.33 dB at q3 / q5 with 10 steps, +0.07 at q1, for
   +0.3-0.4 % bits (`python benchmarks/effort.py`, 4 Kodak images). Two encoder/coder-side alternatives were measured with
   one-off scripts (kodim01-02 and Kodak, run 2's file) and not adopted: optimizing the latent through
