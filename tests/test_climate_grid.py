@@ -129,23 +129,42 @@ def _snow(shape=(91, 180)) -> np.ndarray:
     return np.clip(smooth(shape, holes=False) - 298 + rng.normal(0, 0.5, shape), 0, None)
 
 
-def test_version_4_network_levels_keep_the_residual_alone_only_when_shorter_and_as_accurate(net):
-    """On a field that is exactly zero over most of the globe the residual coder alone beats the network at
-    q3 on bytes *and* error; the record carries its bound and decodes to what the encoder returned."""
-    field = _snow()
-    coder = net.at_level(3)
+def test_version_4_keeps_the_residual_alone_only_when_shorter_and_as_accurate(net):
+    """The rule network levels use: the residual coder alone replaces the network's record only when it is
+    both shorter and no less accurate; the record carries its bound and decodes to what the encoder returned."""
+    field = _snow((181, 360))
+    s4 = spec(field.shape, version=4)
+    valid = np.ones(field.shape, bool)
+    mean, std = fieldcodec.field_stats(field)
+    span = fieldcodec.field_range(field)
+    network = field + np.random.default_rng(13).normal(0, 0.3, field.shape)  # a network output with RMSE 0.3
+    long_record, short_record = b"n" * 100_000, b"n" * 60
+    record, out = fieldcodec._residual_alone_if_better(field, valid, s4, mean, std, span, long_record, network)
+    assert record[fieldcodec._HEAD_V2.size - 1] == fieldcodec.NO_NETWORK_CODE and len(record) < len(long_record)
+    assert np.mean((out - field) ** 2) <= np.mean((network - field) ** 2)
     with torch.inference_mode():
-        v3, out3 = fieldcodec.encode(coder, field, spec(field.shape, version=3))
-        v4, out4 = fieldcodec.encode(coder, field, spec(field.shape, version=4))
-        back = fieldcodec.decode(coder, v4, spec(field.shape, version=4), np.ones(field.shape, bool))
-    assert v4[fieldcodec._HEAD_V2.size - 1] == fieldcodec.NO_NETWORK_CODE and v3[fieldcodec._HEAD_V2.size - 1] != fieldcodec.NO_NETWORK_CODE
-    assert len(v4) < len(v3) and np.mean((out4 - field) ** 2) <= np.mean((out3 - field) ** 2)
-    np.testing.assert_array_equal(back, out4)
+        np.testing.assert_array_equal(fieldcodec.decode(net.at_level(3), record, s4, valid), out)
+    assert fieldcodec._residual_alone_if_better(field, valid, s4, mean, std, span, short_record, network)[0] is short_record
+    assert fieldcodec._residual_alone_if_better(field, valid, s4, mean, std, span, long_record, field)[0] is long_record  # exact
     head = fieldcodec._HEAD_V3.size
-    for bad in (0.0, -1.0, np.inf, np.nan):
-        forged = v4[:head] + struct.pack("<d", bad) + v4[head + 8 :]
+    for bad in (0.0, -1.0, np.inf, np.nan, 1e300):
+        forged = record[:head] + struct.pack("<d", bad) + record[head + 8 :]
         with pytest.raises(CorruptStreamError, match="error bound"):
-            fieldcodec.decode(coder, forged, spec(field.shape, version=4), np.ones(field.shape, bool))
+            with torch.inference_mode():
+                fieldcodec.decode(net.at_level(3), forged, s4, valid)
+
+
+def test_version_4_tries_the_residual_alone_only_on_fields_the_grid_search_ran_on(net, monkeypatch):
+    """A 2.5-degree field (no grid search) keeps the network without the trials, which would double its encode time."""
+
+    def refuse(*args, **kwargs):  # noqa: ANN002, ANN003
+        raise AssertionError("residual-alone trials on a small field")
+
+    monkeypatch.setattr(fieldcodec, "_residual_alone_if_better", refuse)
+    field = _snow()
+    assert field.size <= fieldcodec.SEARCH_START_POINTS
+    with torch.inference_mode():
+        fieldcodec.encode(net.at_level(3), field, spec(field.shape, version=4))
 
 
 @pytest.mark.parametrize("make", [_snow, lambda: smooth(holes=False)], ids=["snow", "smooth"])

@@ -34,7 +34,9 @@ steps, curvature contexts, Laplace tables) and the network's hyperprior runs in 
 each latent symbol is coded with is the same on every CPU.  A residual-alone record (grid byte 255)
 starts its residual with the bound it was coded at (f8), and network levels use such records too:
 where the network codes a field on its own grid or one 2x coarser (rough fields: snow, cloud,
-precipitation), the encoder also codes the field by the residual coder alone at bounds of a few
+precipitation; only fields large enough for the grid search, whose choice is the sign: on coarse
+grids the network is the better coder and the trials cost 2x the encode time for nothing), the
+encoder also codes the field by the residual coder alone at bounds of a few
 multiples of the network's RMSE (:data:`ALONE_FACTORS`, a local search) and keeps the loosest one
 that is both shorter and at least as accurate (MSE) as the network's record: on fields with exactly
 zero or flat regions the residual coder's error is far below its bound there, so it often wins on
@@ -218,7 +220,7 @@ def encode(net: LevelCoder, field: np.ndarray, spec: FieldSpec) -> tuple[bytes, 
     bound = field_bound(net, spec, std)
     if bound is None:
         record, out = _record(spec, mean, std, z, y, b"", s, span), _clip(recon, span)
-        if spec.record_version >= 4 and s <= ALONE_MAX_GRID:
+        if spec.record_version >= 4 and s <= ALONE_MAX_GRID and np.prod(spec.shape) > SEARCH_START_POINTS:
             return _residual_alone_if_better(field, valid, spec, mean, std, span, record, out)
         return record, out
     r, out = errorbound.encode(field, recon, bound, spec.packing, spec.dtype, spec.int_range, spec.residual_coder)
