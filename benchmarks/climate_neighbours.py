@@ -22,7 +22,7 @@ import xarray as xr
 from _common import REPO_ROOT, RESULTS_DIR
 
 from codec import registry
-from codec.climate import errorbound, fieldcodec
+from codec.climate import archive, errorbound, fieldcodec
 
 DATA = REPO_ROOT.parent / "shared" / "data" / "climate"
 STACKS = [  # (file, variable, axis kind, how many fields)
@@ -74,7 +74,7 @@ def main() -> None:
         stack = load(path, variable, count)
         sd = float(np.mean([np.nanstd(f) for f in stack]))  # per-field spread (levels differ in their means)
         for frac in BOUNDS:
-            spec = fieldcodec.FieldSpec(stack.shape[-2:], np.dtype("f4"), frac * sd, record_version=3)
+            spec = fieldcodec.FieldSpec(stack.shape[-2:], np.dtype("f4"), frac * sd, record_version=archive.RECORD_VERSION)
             intra = inter = chosen = 0
             previous = None
             for field in stack:
@@ -83,7 +83,7 @@ def main() -> None:
                 size, decoded = len(record), recon
                 if previous is not None:
                     guess, extra = prediction(previous, field, kind)
-                    residual, out = errorbound.encode(field, np.nan_to_num(guess), frac * sd, None, np.dtype("f4"))
+                    residual, out = errorbound.encode(field, np.nan_to_num(guess), frac * sd, None, np.dtype("f4"), None, spec.residual_coder)
                     if len(residual) + extra < size:
                         size, decoded, chosen = len(residual) + extra, out, chosen + 1
                 inter += size
