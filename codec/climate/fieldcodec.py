@@ -224,21 +224,28 @@ def encode(net: LevelCoder, field: np.ndarray, spec: FieldSpec) -> tuple[bytes, 
             return _residual_alone_if_better(field, valid, spec, mean, std, span, record, out)
         return record, out
     r, out = errorbound.encode(field, recon, bound, spec.packing, spec.dtype, spec.int_range, spec.residual_coder)
-    out = _clip(out, span)
+    record, out = _record(spec, mean, std, z, y, r, s, span), _clip(out, span)
     if (spec.bound is not None and spec.record_version >= 2) or spec.record_version >= 4:  # the residual alone may be shorter
-        r0, out0 = errorbound.encode(field, np.where(valid, mean, np.nan), bound, spec.packing, spec.dtype, spec.int_range, spec.residual_coder)
-        out0 = _clip(out0, span)
-        shorter = len(_alone_head(spec, bound)) + len(r0) < len(z) + len(y) + len(r)
+        alone, out0 = _residual_alone(field, valid, spec, mean, std, span, bound)
         # an explicit bound is what the user asked for: the shorter record wins; a refinement quality must
         # also keep its RMSE, so that q4 / q5 stay more accurate than the levels below them
-        if shorter and (spec.bound is not None or np.mean((field - out0)[valid] ** 2) <= np.mean((field - out)[valid] ** 2)):
-            return _record(spec, mean, std, b"", b"", _alone_head(spec, bound) + r0, NO_NETWORK, span), out0
-    return _record(spec, mean, std, z, y, r, s, span), out
+        if len(alone) < len(record) and (spec.bound is not None or _mse(field, out0, valid) <= _mse(field, out, valid)):
+            return alone, out0
+    return record, out
 
 
-def _alone_head(spec: FieldSpec, bound: float) -> bytes:
-    """What a residual-alone record's residual starts with: its bound (f8) from record version 4, nothing before."""
-    return _BOUND.pack(bound) if spec.record_version >= 4 else b""
+def _mse(field: np.ndarray, out: np.ndarray, valid: np.ndarray) -> float:
+    return float(np.mean((field - out)[valid] ** 2))
+
+
+def _residual_alone(
+    field: np.ndarray, valid: np.ndarray, spec: FieldSpec, mean: float, std: float, span: tuple[float, float] | None, bound: float
+) -> tuple[bytes, np.ndarray]:
+    """The record of ``field`` coded by the residual coder alone around its mean at ``bound`` (grid byte 255;
+    from record version 4 the residual starts with the bound, f8), and what it decodes to."""
+    r, out = errorbound.encode(field, np.where(valid, mean, np.nan), bound, spec.packing, spec.dtype, spec.int_range, spec.residual_coder)
+    head = _BOUND.pack(bound) if spec.record_version >= 4 else b""
+    return _record(spec, mean, std, b"", b"", head + r, NO_NETWORK, span), _clip(out, span)
 
 
 def _residual_alone_if_better(
@@ -248,17 +255,13 @@ def _residual_alone_if_better(
     accurate (MSE).  Bounds tried: ``c`` x the network's RMSE, ``c`` from :data:`ALONE_START` up through
     :data:`ALONE_FACTORS` while each passes (the last passing one is kept), or down once if the start
     was too inaccurate."""
-    mse = float(np.mean((field - out)[valid] ** 2))
+    mse = _mse(field, out, valid)
     if mse == 0:
         return record, out
-    around_mean = np.where(valid, mean, np.nan)
 
     def trial(c: float) -> tuple[bytes, np.ndarray, bool, bool]:
-        bound = c * mse**0.5
-        r, alone = errorbound.encode(field, around_mean, bound, spec.packing, spec.dtype, spec.int_range, spec.residual_coder)
-        alone = _clip(alone, span)
-        candidate = _record(spec, mean, std, b"", b"", _alone_head(spec, bound) + r, NO_NETWORK, span)
-        return candidate, alone, len(candidate) < len(record), float(np.mean((field - alone)[valid] ** 2)) <= mse
+        candidate, alone = _residual_alone(field, valid, spec, mean, std, span, c * mse**0.5)
+        return candidate, alone, len(candidate) < len(record), _mse(field, alone, valid) <= mse
 
     start = ALONE_FACTORS.index(ALONE_START)
     candidate, alone, shorter, accurate = trial(ALONE_START)
