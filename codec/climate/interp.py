@@ -48,7 +48,6 @@ CONTEXT_BINS = np.array([0, 1, 2, 3, 5, 9, 17, 33])  # lower edges of the contex
 ACTIVITY_BINS = np.array([0, 0.5, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89])  # version 2: |codes| + curvature in steps
 ALPHAS = (1.0, 1.25)  # version 2: growth of the step divisor per level (1: one step everywhere)
 MAX_DIVISOR = 2.0  # version 2: coarse levels use at most half the caller's step
-VERSIONS = (1, 2)
 _U32 = struct.Struct("<I")
 
 Quantizer = Callable[[np.ndarray, np.ndarray, np.ndarray, float], tuple[np.ndarray, np.ndarray]]
