@@ -167,6 +167,38 @@ def test_version_4_tries_the_residual_alone_only_on_fields_the_grid_search_ran_o
         fieldcodec.encode(net.at_level(3), field, spec(field.shape, version=4))
 
 
+def test_version_4_residual_alone_search_stays_within_a_limit():
+    """Refinement qualities search the residual alone at multiples of their RMSE, never above their pointwise bound."""
+    field = _snow((181, 360))
+    s4 = spec(field.shape, version=4)
+    valid = np.ones(field.shape, bool)
+    mean, std = fieldcodec.field_stats(field)
+    span = fieldcodec.field_range(field)
+    network = field + np.random.default_rng(13).normal(0, 0.3, field.shape)
+    head = fieldcodec._HEAD_V3.size
+
+    def stored_bound(record: bytes) -> float:
+        assert record[fieldcodec._HEAD_V2.size - 1] == fieldcodec.NO_NETWORK_CODE
+        return struct.unpack_from("<d", record, head)[0]
+
+    free, _ = fieldcodec._residual_alone_if_better(field, valid, s4, mean, std, span, b"n" * 100_000, network)
+    capped, out = fieldcodec._residual_alone_if_better(field, valid, s4, mean, std, span, b"n" * 100_000, network, 0.5)
+    assert stored_bound(free) > 0.5 >= stored_bound(capped)
+    assert np.max(np.abs(out - field)) <= 0.5
+
+
+def test_version_4_refinement_qualities_keep_their_bound(net):
+    """q4 / q5 of record version 4 keep every point within their pointwise bound, whichever record wins."""
+    field = _snow((181, 360))
+    mean, std = fieldcodec.field_stats(field)
+    for q in (4, 5):
+        coder = net.at_level(q)
+        with torch.inference_mode():
+            record, out = fieldcodec.encode(coder, field, spec(field.shape, version=4))
+            np.testing.assert_array_equal(fieldcodec.decode(coder, record, spec(field.shape, version=4), np.ones(field.shape, bool)), out)
+        assert np.max(np.abs(out - field)) <= coder.relative_bound * std
+
+
 @pytest.mark.parametrize("make", [_snow, lambda: smooth(holes=False)], ids=["snow", "smooth"])
 def test_version_4_qualities_stay_ordered_in_error(net, make):
     """Residual-alone records may replace the network at any quality, but q3 -> q4 -> q5 never lose accuracy."""
@@ -177,6 +209,46 @@ def test_version_4_qualities_stay_ordered_in_error(net, make):
             _, out = fieldcodec.encode(net.at_level(q), field, spec(field.shape, version=4))
         errors.append(float(np.mean((out - field) ** 2)))
     assert errors[0] >= errors[1] >= errors[2], errors
+
+
+def test_probe_windows_lie_inside_the_field_on_the_coarser_grid():
+    """Four windows of about PROBE_POINTS finer-grid points, aligned to the coarser grid, inside the field;
+    none for a field they would cover by more than half."""
+    for shape, fine, coarse in (((721, 1440), 1, 2), ((721, 1440), 2, 4), ((361, 720), 1, 2)):
+        windows = fieldcodec.probe_windows(shape, fine, coarse)
+        assert len(windows) == len(fieldcodec.PROBE_CENTRES)
+        for rows, cols in windows:
+            assert 0 <= rows.start < rows.stop <= shape[0] and 0 <= cols.start < cols.stop <= shape[1]
+            assert rows.start % coarse == cols.start % coarse == (rows.stop - rows.start) % coarse == 0
+            points = (rows.stop - rows.start) * (cols.stop - cols.start) / fine**2
+            assert fieldcodec.PROBE_POINTS / 2 <= points <= 2 * fieldcodec.PROBE_POINTS
+    assert fieldcodec.probe_windows((361, 720), 2, 4) is None
+
+
+def test_grid_search_codes_a_large_field_on_a_finer_grid_only_where_the_windows_say_it_pays(net, monkeypatch):
+    """A "no" from the windows ends the search before the whole field is coded on the finer grid."""
+    field = smooth((361, 720), holes=False)
+    coded = []
+    real = fieldcodec._coded
+
+    def spy(net_, f, valid, s, *args):  # noqa: ANN001, ANN002, ANN202
+        if f.shape == field.shape:
+            coded.append(s)
+        return real(net_, f, valid, s, *args)
+
+    monkeypatch.setattr(fieldcodec, "_coded", spy)
+    s3 = spec(field.shape, version=3)
+    start = min(s for s in s3.grid_factors() if np.prod([-(-n // s) for n in field.shape]) <= fieldcodec.SEARCH_START_POINTS)
+    for pays in (False, True):
+        monkeypatch.setattr(fieldcodec, "_finer_pays_in_windows", lambda *a, pays=pays: pays)  # noqa: ARG005
+        coded.clear()
+        with torch.inference_mode():
+            fieldcodec.encode(net.at_level(3), field, s3)
+        assert (min(coded) < start) == pays, coded
+    monkeypatch.undo()
+    with torch.inference_mode():  # the real windows run and agree with the encoder's own decode
+        record, out = fieldcodec.encode(net.at_level(3), field, s3)
+        np.testing.assert_array_equal(fieldcodec.decode(net.at_level(3), record, s3, np.ones(field.shape, bool)), out)
 
 
 def test_refinement_qualities_keep_the_network_bytes(net):

@@ -363,6 +363,11 @@ class VAEformer(ClimateCodecModel):
     def compress(self, x: Tensor, level: int | None = None, exact: bool = False) -> list[bytes]:
         """One field [1, C, H, W] at rate ``level`` -> [hyper-latent bytes, latent bytes] (``exact``: the
         float64 prior of :meth:`_prior`, which :meth:`decompress` must then use too)."""
+        return self.compress_with_output(x, level, exact, output=False)[0]
+
+    def compress_with_output(self, x: Tensor, level: int | None = None, exact: bool = False, output: bool = True) -> tuple[list[bytes], Tensor | None]:
+        """:meth:`compress` and (``output``) the reconstruction :meth:`decompress` will give, without
+        decoding the bytes again (the same latent through the same synthesis)."""
         if x.shape[0] != 1:
             raise ValueError("compress codes one field at a time")
         mean, _ = self.encode(x, level)
@@ -372,7 +377,8 @@ class VAEformer(ClimateCodecModel):
         tables = gaussian.default_tables()
         step = self._step(level)
         values = torch.round((mean - mu) / step).to(torch.int64).numpy()
-        return [z_bytes, gaussian.encode(values, tables.scale_index(sigma / step), tables)]
+        strings = [z_bytes, gaussian.encode(values, tables.scale_index(sigma / step), tables)]
+        return strings, self._synthesize(values, mu, step, x.shape[-2:], level) if output else None
 
     def decompress(self, strings: list[bytes], size: tuple[int, int], level: int | None = None, exact: bool = False) -> Tensor:
         """Inverse of :meth:`compress` (with the same ``exact``): the reconstruction [1, out_channels, H, W]."""
@@ -387,6 +393,10 @@ class VAEformer(ClimateCodecModel):
         tables = gaussian.default_tables()
         step = self._step(level)
         values = gaussian.decode(y_bytes, tables.scale_index(sigma / step), tables).reshape(mu.shape)
+        return self._synthesize(values, mu, step, size, level)
+
+    def _synthesize(self, values: np.ndarray, mu: Tensor, step: Tensor, size: tuple[int, int], level: int | None) -> Tensor:
+        """The reconstruction from the latent's integer symbols (int64), its prior means and steps."""
         return self.decode((torch.from_numpy(values).float() * step + mu).float(), size, level)
 
 
@@ -405,6 +415,10 @@ class LevelCoder:
     def compress(self, x: Tensor, exact: bool = False) -> list[bytes]:
         """:meth:`VAEformer.compress` at this level."""
         return self.net.compress(x, self.level, exact)
+
+    def compress_with_output(self, x: Tensor, exact: bool = False) -> tuple[list[bytes], Tensor]:
+        """:meth:`VAEformer.compress_with_output` at this level."""
+        return self.net.compress_with_output(x, self.level, exact)
 
     def decompress(self, strings: list[bytes], size: tuple[int, int], exact: bool = False) -> Tensor:
         """:meth:`VAEformer.decompress` at this level."""
