@@ -12,28 +12,28 @@ checkpoints (``*.pth``, such as ``cra5_268v_300k.pth``), as model ``vaeformer-of
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .catalog import CATALOG, ModelInfo, checkpoint_path, default_model, shipped_qualities
 from .catalog import ladder_levels as ladder_levels  # re-exported: the registry lists models too
 from .catalog import list_models as list_models
 from .checkpoint import load_weights, weights_hash
 from .errors import ModelError
-from .models import vaeformer_official as cra5
-from .models.base import CodecModel
-from .models.mcquic import McQuic, McQuicConfig
-from .models.mcquic_official import MODEL_NAME as MCQUIC_OFFICIAL
-from .models.mcquic_official import McQuicOfficial, OfficialConfig, load_official
-from .models.vaeformer import VAEformer, VAEformerConfig
-from .models.vqgan_cluster import VQGANCluster, VQGANClusterConfig
+from .models import CRA5_MODEL, MCQUIC_OFFICIAL_MODEL
 
-CRA5_GEOMETRY = cra5.FULL
+if TYPE_CHECKING:
+    from .models.base import CodecModel
+    from .models.vaeformer_official import OfficialConfig as CRA5Config
+
+CRA5_GEOMETRY: CRA5Config | None = None
 """What an official CRA5 ``.pth`` file's tensor shapes cannot tell (input size, strides, heads, windows):
-the published model's.  Tests set a small geometry here."""
+None = the published model's (:data:`codec.models.vaeformer_official.FULL`).  Tests set a small geometry here."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,18 +54,27 @@ class LoadedModel:
     path: Path
 
 
+def _builder(module: str, model: str, config: str) -> Callable[[dict], CodecModel]:
+    """``cfg -> model`` for a network class of ``codec.models.<module>``, imported on first use (each model's
+    module imports only what it needs: an image call does not load the climate networks, nor they
+    CompressAI's image layers)."""
+
+    def build(cfg: dict) -> CodecModel:
+        mod = importlib.import_module(f".models.{module}", __package__)
+        return getattr(mod, model)(getattr(mod, config).from_dict(cfg))
+
+    return build
+
+
 _BUILDERS: dict[str, Callable[[dict], CodecModel]] = {
-    "mcquic": lambda cfg: McQuic(McQuicConfig.from_dict(cfg)),
-    MCQUIC_OFFICIAL: lambda cfg: McQuicOfficial(OfficialConfig.from_dict(cfg)),
-    "vaeformer": lambda cfg: VAEformer(VAEformerConfig.from_dict(cfg)),
-    cra5.MODEL_NAME: lambda cfg: cra5.VAEformerOfficial(cra5.OfficialConfig.from_dict(cfg)),
-    "vqgan": lambda cfg: VQGANCluster(VQGANClusterConfig.from_dict(cfg)),
+    "mcquic": _builder("mcquic", "McQuic", "McQuicConfig"),
+    MCQUIC_OFFICIAL_MODEL: _builder("mcquic_official", "McQuicOfficial", "OfficialConfig"),
+    "vaeformer": _builder("vaeformer", "VAEformer", "VAEformerConfig"),
+    CRA5_MODEL: _builder("vaeformer_official", "VAEformerOfficial", "OfficialConfig"),
+    "vqgan": _builder("vqgan_cluster", "VQGANCluster", "VQGANClusterConfig"),
 }
 
-_REGISTRY: dict[str, ModelSpec] = {
-    name: ModelSpec(**{f.name: getattr(info, f.name) for f in dataclasses.fields(info)}, build=_BUILDERS[name])
-    for name, info in CATALOG.items()
-}
+_REGISTRY: dict[str, ModelSpec] = {name: ModelSpec(**{f.name: getattr(info, f.name) for f in dataclasses.fields(info)}, build=_BUILDERS[name]) for name, info in CATALOG.items()}
 
 
 def get_spec(name: str) -> ModelSpec:
@@ -110,8 +119,8 @@ def _load_foreign(path: str, expected: str | None) -> LoadedModel | None:
     """An official checkpoint in its upstream format, by suffix: McQuic ``.mcquic`` files as ``mcquic-official``,
     CRA5 ``.pth`` files as ``vaeformer-official`` (geometry :data:`CRA5_GEOMETRY`); None for other files."""
     loaders = {
-        ".mcquic": (MCQUIC_OFFICIAL, load_official),
-        ".pth": (cra5.MODEL_NAME, lambda p: cra5.load_official(p, CRA5_GEOMETRY)),
+        ".mcquic": (MCQUIC_OFFICIAL_MODEL, _load_official_mcquic),
+        ".pth": (CRA5_MODEL, _load_official_cra5),
     }
     name, load = loaders.get(Path(path).suffix.lower(), (None, None))
     if name is None:
@@ -120,6 +129,18 @@ def _load_foreign(path: str, expected: str | None) -> LoadedModel | None:
     _check_expected(spec, expected, path)
     model, _ = load(path)
     return LoadedModel(spec, model, None, weights_hash(model.state_dict()), Path(path))
+
+
+def _load_official_mcquic(path: str) -> tuple[CodecModel, dict]:
+    from .models.mcquic_official import load_official
+
+    return load_official(path)
+
+
+def _load_official_cra5(path: str) -> tuple[CodecModel, dict]:
+    from .models import vaeformer_official as cra5
+
+    return cra5.load_official(path, CRA5_GEOMETRY or cra5.FULL)
 
 
 @lru_cache(maxsize=8)

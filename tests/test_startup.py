@@ -74,3 +74,25 @@ def test_info_reads_headers_without_models(name):
     path = Path(__file__).resolve().parent / "golden" / name
     heavy, stderr = _run(f"import codec.cli\nassert codec.cli.main(['info', {str(path)!r}]) == 0")
     assert heavy == [], heavy
+
+
+def test_image_coding_loads_compressai_layers_without_its_package_import(tmp_path):
+    """An image round trip imports CompressAI's layers but not ``compressai`` itself (whose ``__init__`` imports
+    torch_geometric and torch._dynamo: about 2.6 s per call); a later ``import compressai`` still works and
+    gives the very classes the codec's networks are built from."""
+    code = (
+        "import numpy as np, codec, sys\n"
+        "img = (np.arange(64 * 96 * 3) % 251).astype(np.uint8).reshape(64, 96, 3)\n"
+        "assert codec.decode(codec.encode(img, quality=1)).shape == img.shape\n"
+        "assert 'compressai.layers' in sys.modules\n"
+        "print('LOADED:' + ','.join(m for m in ('compressai', 'torch_geometric', 'torch._dynamo', 'scipy.stats') if m in sys.modules))\n"
+        "import compressai\n"
+        "from codec.models import _compressai\n"
+        "assert compressai.layers.ResidualBlock is _compressai.ResidualBlock\n"
+        "from compressai.entropy_models import GaussianConditional\n"
+        "assert GaussianConditional is _compressai.GaussianConditional\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    loaded = [line for line in proc.stdout.splitlines() if line.startswith("LOADED:")]
+    assert loaded == ["LOADED:"], proc.stdout

@@ -24,7 +24,10 @@ from fractions import Fraction
 
 import torch
 import torch.nn.functional as F
-from compressai.layers import (
+from torch import Tensor, nn
+
+from ..entropy import categorical
+from ._compressai import (
     AttentionBlock,
     ResidualBlock,
     ResidualBlockUpsample,
@@ -32,9 +35,6 @@ from compressai.layers import (
     conv3x3,
     subpel_conv3x3,
 )
-from torch import Tensor, nn
-
-from ..entropy import categorical
 from .base import ImageCodecModel
 from .config import JSONConfig
 from .quantizer import MultiCodebookQuantizer

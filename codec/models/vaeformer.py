@@ -33,11 +33,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from torch import Tensor, nn
 
 from ..entropy import categorical, gaussian
 from ..entropy.tables import frequencies_to_table
+from ._compressai import EntropyBottleneck, GaussianConditional
 from .base import ClimateCodecModel
 from .config import JSONConfig
 

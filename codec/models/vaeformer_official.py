@@ -58,7 +58,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from torch import Tensor, nn
 
 from ..checkpoint import check_network_tensors, count_submodules, read_official_state_dict, save_weights, tensor_shape
@@ -66,6 +65,7 @@ from ..entropy import gaussian
 from ..entropy.tables import TOTAL, frequencies_to_table
 from ..errors import ModelError
 from . import CRA5_MODEL
+from ._compressai import EntropyBottleneck, GaussianConditional
 from .base import ClimateCodecModel, require_one_rate
 from .config import JSONConfig
 
