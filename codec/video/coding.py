@@ -177,7 +177,14 @@ class VideoCoder:
 
     def synthesize(self, indices: list[Tensor]) -> Tensor:
         """The decoded padded frame [1, 3, H, W] in [0, 1] from indices of every scale."""
-        return self.net.decode_indices([i.unsqueeze(0) for i in indices], self.level).clamp_(0, 1)
+        return self.synthesize_many([indices])[0]
+
+    def synthesize_many(self, frames: list[list[Tensor]]) -> list[Tensor]:
+        """:meth:`synthesize` of several frames (indices of every scale each) in one batch: [1, 3, H, W] each."""
+        if not frames:
+            return []
+        batched = [torch.stack(scale) for scale in zip(*frames, strict=True)]
+        return list(self.net.decode_indices(batched, self.level).clamp_(0, 1).split(1))
 
 
 def _hit_rate(current: Tensor, prev: Tensor) -> int:

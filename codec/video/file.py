@@ -112,8 +112,15 @@ class DamagedFrames(UserWarning):
     """Some frames of a video file could not be decoded; they were replaced by the last good frame (the message says which)."""
 
 
+SYNTHESIS_PIXELS = 1 << 19
+"""Decoding synthesizes up to this many (padded) pixels of frames in one batch, at most :data:`SYNTHESIS_BATCH`
+frames: the synthesis is about 70 % of a 320x240 decode, and 4 frames at once run it 8 % faster per frame
+than one by one (59.7 -> 54.8 ms on 2 cores; 8 frames buy nothing more).  Frames of 640x480 and up go one by one."""
+SYNTHESIS_BATCH = 4
+
+
 def decode_gop(c: container.Container, coder: VideoCoder, last: np.ndarray | None, damaged: list[int]) -> Iterator[np.ndarray]:
-    """The frames of one GOP as uint8 [H, W, 3], one at a time.
+    """The frames of one GOP as uint8 [H, W, 3], in order (synthesized a few at a time: :data:`SYNTHESIS_PIXELS`).
 
     A frame whose indices equal its predecessor's (a static scene) is that frame again, without running
     the synthesis transform.  From the first damaged frame on (an inter frame needs its predecessor) the GOP's frames are the last
@@ -121,9 +128,23 @@ def decode_gop(c: container.Container, coder: VideoCoder, last: np.ndarray | Non
     """
     h, w = c.shape[1:3]
     m = coder.net.pad_multiple
-    shapes = coder.net.latent_shapes(-(-h // m) * m, -(-w // m) * m)
+    ph, pw = -(-h // m) * m, -(-w // m) * m
+    shapes = coder.net.latent_shapes(ph, pw)
+    batch = max(1, min(SYNTHESIS_BATCH, SYNTHESIS_PIXELS // (ph * pw)))
     prev, broken = None, False
     first = c.meta["first"]
+    plan: list[list[torch.Tensor] | None] = []  # frames decoded but not yet yielded: indices to synthesize, or None (repeat)
+
+    def flush() -> Iterator[np.ndarray]:
+        nonlocal last
+        todo = [p for p in plan if p is not None]
+        images = iter(coder.synthesize_many(todo) if todo else ())
+        for p in plan:
+            if p is not None:
+                last = pixels_of(next(images), h, w)
+            yield last.copy() if last is not None else np.zeros((h, w, 3), np.uint8)  # (a copy: callers may change the arrays they get)
+        plan.clear()
+
     with inference():
         for i, (name, payload) in enumerate(c.streams):
             if not broken and name in c.missing:
@@ -135,9 +156,11 @@ def decode_gop(c: container.Container, coder: VideoCoder, last: np.ndarray | Non
                     broken = True
             if broken:
                 damaged.append(first + i)
-                yield last if last is not None else np.zeros((h, w, 3), np.uint8)
+                plan.append(None)
                 continue
-            if prev is None or not all(torch.equal(a, b) for a, b in zip(indices, prev, strict=True)):
-                last = pixels_of(coder.synthesize(indices), h, w)  # (unchanged indices: the same frame again, no synthesis)
+            changed = prev is None or not all(torch.equal(a, b) for a, b in zip(indices, prev, strict=True))
+            plan.append(indices if changed else None)  # (unchanged indices: the same frame again, no synthesis)
             prev = indices
-            yield last.copy()  # (a repeated frame is a copy: callers may change the arrays they get)
+            if sum(p is not None for p in plan) == batch:
+                yield from flush()
+        yield from flush()
