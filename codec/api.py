@@ -62,6 +62,7 @@ def encode(
     indices against the decoder for that many steps (:mod:`codec.models.index_search`): a slower encode
     for a better decode at about the same size; decoding is unchanged.
     Video: a path with a video suffix (.mp4, .mkv, .webm, .avi, .y4m, ...), coded with McQuic at ``quality``
+    (or, with ``bpp``, each GOP at the highest level that keeps it within that many bits per pixel)
     in groups of ``gop`` frames (default 32), inter frames through the temporal prior unless ``intra_only``.
     Climate: a netCDF/GRIB path or an ``xarray.Dataset``; ``max_abs_error`` (a number, or
     ``{"t": 0.1}`` / ``"t=0.1,z=10"`` per variable) guarantees a pointwise error bound; with a dask
@@ -75,9 +76,9 @@ def encode(
     if is_video_path(data):
         from .video import clip
 
-        if max_abs_error is not None or bpp is not None or packet_rows is not None or scheduler is not None or effort:
-            raise InputError("max_abs_error, bpp, packet_rows, scheduler and effort do not apply to video")
-        return b"".join(clip.encode(data, model, quality, weights, clip.file.DEFAULT_GOP if gop is None else gop, intra_only))
+        if max_abs_error is not None or packet_rows is not None or scheduler is not None or effort:
+            raise InputError("max_abs_error, packet_rows, scheduler and effort do not apply to video")
+        return b"".join(clip.encode(data, model, quality, weights, clip.file.DEFAULT_GOP if gop is None else gop, intra_only, bpp=bpp))
     if gop is not None or intra_only:
         raise InputError("gop and intra_only (--gop, --intra-only) apply to video")
     if not isinstance(effort, int) or isinstance(effort, bool) or effort < 0:

@@ -58,8 +58,8 @@ def _cmd_encode(args: argparse.Namespace) -> None:
 
 def _encode_video(args: argparse.Namespace) -> None:
     """Stream a clip's GOPs into the output (atomically), then print its description."""
-    if args.max_abs_error is not None or args.bpp is not None or args.packet_rows is not None or args.dask is not None or args.effort:
-        raise InputError("--max-abs-error, --bpp, --packet-rows, --dask and --effort do not apply to video")
+    if args.max_abs_error is not None or args.packet_rows is not None or args.dask is not None or args.effort:
+        raise InputError("--max-abs-error, --packet-rows, --dask and --effort do not apply to video")
     from .describe import info
     from .video import clip, io
 
@@ -71,7 +71,7 @@ def _encode_video(args: argparse.Namespace) -> None:
         from tqdm import tqdm
 
         bar = tqdm(total=probe.frame_count, unit="frame", desc="encode", leave=False)
-    gops = clip.encode(args.input, args.model, args.quality, args.weights, args.gop or clip.file.DEFAULT_GOP, args.intra_only, bar.update if bar else None)
+    gops = clip.encode(args.input, args.model, args.quality, args.weights, args.gop or clip.file.DEFAULT_GOP, args.intra_only, bar.update if bar else None, args.bpp)
 
     def write(tmp: Path) -> None:
         with open(tmp, "wb") as f:
@@ -265,7 +265,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--quality", "--level", dest="quality", type=_positive_int, default=None,
         help="quality level 1..N (higher = better, more bits); for vqgan the ladder level (1 = 8 codewords ... 9 = 2048)",
     )
-    enc.add_argument("--bpp", type=float, default=None, help="ladder models (mcquic, vqgan): the highest level whose file is at most this many bits per pixel")
+    enc.add_argument(
+        "--bpp", type=float, default=None, help="ladder models (mcquic, vqgan): the highest level whose file is at most this many bits per pixel (video: per GOP)"
+    )
     enc.add_argument(
         "--weights", default=None,
         help="weights to use instead of the shipped ones: codec safetensors, or an official McQuic .mcquic or CRA5 .pth checkpoint",

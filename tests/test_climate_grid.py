@@ -225,6 +225,36 @@ def test_probe_windows_lie_inside_the_field_on_the_coarser_grid():
     assert fieldcodec.probe_windows((361, 720), 2, 4) is None
 
 
+def test_probe_skips_windows_without_valid_points_and_codes_the_others_as_windows(net, monkeypatch):
+    """The windows' Lagrangians come from the windows that hold valid points, each coded on both grids
+    without longitude wrap-around; with no valid point in any window the finer grid is tried on the whole field."""
+    field = smooth((721, 1440), holes=False)
+    valid = np.ones(field.shape, bool)
+    (rows, cols), *_ = fieldcodec.probe_windows(field.shape, 1, 2)
+    field[rows, cols] = np.nan  # the first window is all missing (land, say)
+    valid[rows, cols] = False
+    calls = []
+    real = fieldcodec._coded
+
+    def spy(net_, f, v, s, mean, std, exact, periodic=True):  # noqa: ANN001, ANN202
+        calls.append((f.shape, s, periodic))
+        return real(net_, f, v, s, mean, std, exact, periodic)
+
+    monkeypatch.setattr(fieldcodec, "_coded", spy)
+    mean, std = fieldcodec.field_stats(field)
+    s3 = spec(field.shape, version=3)
+    with torch.inference_mode():
+        answer = fieldcodec._finer_pays_in_windows(net.at_level(3), field, valid, s3, mean, std, fieldcodec.field_range(field), 1, 2)
+    assert isinstance(answer, bool)
+    assert len(calls) == 2 * (len(fieldcodec.PROBE_CENTRES) - 1) and not any(periodic for _, _, periodic in calls)
+    calls.clear()
+    empty = np.full(field.shape, np.nan)
+    empty[:2, :2] = 1.0  # valid points outside every window
+    with torch.inference_mode():
+        assert fieldcodec._finer_pays_in_windows(net.at_level(3), empty, ~np.isnan(empty), s3, 1.0, 1.0, None, 1, 2) is True
+    assert calls == []
+
+
 def test_grid_search_codes_a_large_field_on_a_finer_grid_only_where_the_windows_say_it_pays(net, monkeypatch):
     """A "no" from the windows ends the search before the whole field is coded on the finer grid."""
     field = smooth((361, 720), holes=False)
@@ -246,7 +276,7 @@ def test_grid_search_codes_a_large_field_on_a_finer_grid_only_where_the_windows_
             fieldcodec.encode(net.at_level(3), field, s3)
         assert (min(coded) < start) == pays, coded
     monkeypatch.undo()
-    with torch.inference_mode():  # the real windows run and agree with the encoder's own decode
+    with torch.inference_mode():  # unpatched: the record decodes to what the encoder returned
         record, out = fieldcodec.encode(net.at_level(3), field, s3)
         np.testing.assert_array_equal(fieldcodec.decode(net.at_level(3), record, s3, np.ones(field.shape, bool)), out)
 

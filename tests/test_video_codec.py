@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import shutil
 from fractions import Fraction
@@ -183,8 +184,11 @@ def test_damaged_frames_are_concealed_and_named(video_shipped, clips, tmp_path, 
     damaged = parts[0] + bytes(flipped) + parts[2]
     with pytest.warns(file.DamagedFrames, match="damaged frames 4-5"):
         frames = codec.decode(damaged).to_array()
-    assert np.array_equal(frames[:4], clean[:4]) and np.array_equal(frames[6:], clean[6:])
-    assert np.array_equal(frames[4], clean[3]) and np.array_equal(frames[5], clean[3])  # the last good frame
+    assert np.array_equal(frames[:3], clean[:3]) and np.array_equal(frames[6:], clean[6:])
+    # frame 3 is synthesized alone here and in a batch with 4-5 in the clean decode: float32 rounding may
+    # move a pixel by one level (as across CPUs)
+    assert np.abs(frames[3].astype(np.int16) - clean[3]).max() <= 1
+    assert np.array_equal(frames[4], frames[3]) and np.array_equal(frames[5], frames[3])  # the last good frame
     header_hit = bytearray(damaged)
     header_hit[len(parts[0]) + 12] ^= 0xFF  # the second GOP's header: the whole GOP is lost
     with pytest.warns(file.DamagedFrames, match="damaged frames 3-5"):
@@ -312,3 +316,69 @@ def test_frames_are_synthesized_a_few_at_a_time_in_order(video_shipped, clips, m
     assert set(sizes) == {1} and single.shape == batched.shape
     diff = np.abs(batched.astype(np.int16) - single)
     assert diff.max() <= 1 and np.count_nonzero(diff) <= diff.size // 1000
+
+
+def _gop_bits(data: bytes) -> list[tuple[int, int, int]]:
+    """(level, bits, pixels) of every GOP container of a video file."""
+    out = []
+    for part in container.split(data):
+        c = container.unpack(part)
+        out.append((c.meta["level"], 8 * len(part), c.shape[0] * c.shape[1] * c.shape[2]))
+    return out
+
+
+def _prefix_bpp(gops: list[tuple[int, int, int]]) -> list[float]:
+    """Bits per pixel of the file up to and including each GOP."""
+    return [sum(g[1] for g in gops[: i + 1]) / sum(g[2] for g in gops[: i + 1]) for i in range(len(gops))]
+
+
+def test_bpp_codes_each_gop_at_the_highest_level_within_the_target(video_shipped, clips, tmp_path, capsys):
+    """``--bpp`` (rate control): the file up to every GOP stays within the target, the first GOP at the
+    highest level that does; the file decodes; a target even level 1 cannot meet is a one-line error
+    with no output."""
+    fixed = {q: _gop_bits(codec.encode(str(clips["pan"]), quality=q, gop=4)) for q in (1, 2)}
+    first = [fixed[q][0][1] / fixed[q][0][2] for q in (1, 2)]
+    target = 1.001 * max(_prefix_bpp(fixed[1]))  # all of level 1 fits...
+    assert target < first[1]  # ... and level 2 is too much for the first GOP (this clip)
+    data = codec.encode(str(clips["pan"]), bpp=target, gop=4)
+    gops = _gop_bits(data)
+    assert gops[0][0] == 1 and max(_prefix_bpp(gops)) <= target
+    assert codec.decode(data).to_array().shape == (7, 29, 37, 3)
+    assert codec.info(data)["levels"] == {str(k): v for k, v in sorted(collections.Counter(g[0] for g in gops).items())}
+    roomy = _gop_bits(codec.encode(str(clips["pan"]), bpp=10 * max(first), gop=4))
+    assert [g[0] for g in roomy] == [2, 2]
+    code, _, err = run_cli(capsys, "encode", clips["pan"], "-o", tmp_path / "tiny.bin", "--bpp", str(first[0] / 2), "--gop", "4")
+    assert_one_line_error(code, err, "above the target")
+    assert not (tmp_path / "tiny.bin").exists()
+    with pytest.raises(CodecError, match="not both"):
+        codec.encode(str(clips["pan"]), bpp=target, quality=2)
+
+
+def test_gops_of_different_levels_decode_each_at_its_own(video_shipped, clips):
+    """A file whose GOPs were coded at different levels (rate control) decodes each GOP with its own level."""
+    one, two = (codec.encode(str(clips["pan"]), quality=q, gop=3) for q in (1, 2))
+    mixed = container.split(one)[0] + b"".join(container.split(two)[1:])
+    frames = codec.decode(mixed).to_array()
+    np.testing.assert_array_equal(frames[:3], codec.decode(one).to_array()[:3])
+    np.testing.assert_array_equal(frames[3:], codec.decode(two).to_array()[3:])
+    assert codec.info(mixed)["levels"] == {"1": 1, "2": 2}
+    other = make_test_clip(clips["pan"].parent / "wide.mkv", 3, 41, 29, Fraction(30000, 1001), motion="pan")
+    foreign = container.split(one)[0] + container.split(codec.encode(str(other), quality=1, gop=3))[0]
+    with pytest.raises(CodecError, match="disagree"):
+        codec.decode(foreign)
+
+
+def test_stage1_codes_probability_arrays_of_any_memory_layout():
+    """McQuic levels with one codebook group (q1) hand the stage-1 coder a transposed (non-contiguous)
+    probability array; it must code as the contiguous copy does (it raised 'not normalizable' before)."""
+    from codec.video import coding
+
+    rng = np.random.default_rng(0)
+    p = rng.random((10, 50))
+    p /= p.sum(0)
+    layout = p.T  # [50 symbols, 10], not C-contiguous
+    assert not layout.flags["C_CONTIGUOUS"]
+    symbols = rng.integers(0, 10, 50)
+    data = coding._encode_stage1(symbols, layout)
+    assert data == coding._encode_stage1(symbols, np.ascontiguousarray(layout))
+    np.testing.assert_array_equal(coding._decode_stage1(data, layout), symbols)

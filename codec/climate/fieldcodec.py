@@ -189,18 +189,18 @@ def _upsample_rows(c: np.ndarray, s: int, n: int, periodic: bool) -> np.ndarray:
     return out[:n]
 
 
-def upsample(coarse: np.ndarray, s: int, shape: tuple[int, int]) -> np.ndarray:
+def upsample(coarse: np.ndarray, s: int, shape: tuple[int, int], periodic: bool = True) -> np.ndarray:
     """Cubic interpolation (float64) of a coarse grid [h, w] of block means to the field's ``shape``.
 
     Coarse cell ``i`` sits at the centre of its block.  Separable Catmull-Rom, with two cells of
-    padding: periodic along longitude when the blocks tile the rows exactly, replicated otherwise
-    and along latitude.
+    padding: periodic along longitude when the blocks tile the rows exactly (and ``periodic``: a
+    window of a field is not), replicated otherwise and along latitude.
     """
     x = np.asarray(coarse, dtype=np.float64)
     if s == 1:
         return x
     x = _upsample_rows(x, s, shape[0], periodic=False)
-    return _upsample_rows(x.T, s, shape[1], periodic=shape[1] % s == 0 and x.shape[1] >= 2).T
+    return _upsample_rows(x.T, s, shape[1], periodic=periodic and shape[1] % s == 0 and x.shape[1] >= 2).T
 
 
 def _network_output(net: LevelCoder, z: bytes, y: bytes, s: int, valid: np.ndarray, mean: float, std: float, exact: bool) -> np.ndarray:
@@ -209,9 +209,9 @@ def _network_output(net: LevelCoder, z: bytes, y: bytes, s: int, valid: np.ndarr
     return _on_field_grid(net.decompress([z, y], coarse_valid(valid, s).shape, exact), s, valid, mean, std)
 
 
-def _on_field_grid(x_hat: torch.Tensor, s: int, valid: np.ndarray, mean: float, std: float) -> np.ndarray:
+def _on_field_grid(x_hat: torch.Tensor, s: int, valid: np.ndarray, mean: float, std: float, periodic: bool = True) -> np.ndarray:
     """The network's normalized output [1, 1, h, w] on the grid of factor ``s`` -> the field (float64, NaN where not ``valid``)."""
-    out = upsample(x_hat[0, 0].detach().double().numpy(), s, valid.shape) * std + mean
+    out = upsample(x_hat[0, 0].detach().double().numpy(), s, valid.shape, periodic) * std + mean
     return np.where(valid, out, np.nan)
 
 
@@ -288,7 +288,7 @@ def _residual_alone_if_better(
     start = ALONE_FACTORS.index(ALONE_START)
     candidate, alone, shorter, accurate = trial(ALONE_START)
     if not (shorter and accurate):
-        if not shorter or start == 0:
+        if not shorter or start == 0 or ALONE_FACTORS[start - 1] * mse**0.5 >= limit:  # (at the limit: the same trial again)
             return record, out
         candidate, alone, shorter, accurate = trial(ALONE_FACTORS[start - 1])  # finer: more bytes, less error
         return (candidate, alone) if shorter and accurate else (record, out)
@@ -336,10 +336,13 @@ def _best_grid(
     return best[1:]
 
 
-def _coded(net: LevelCoder, field: np.ndarray, valid: np.ndarray, s: int, mean: float, std: float, exact: bool) -> tuple[bytes, bytes, np.ndarray]:
-    """The network's bytes ``(z, y)`` of ``field`` on the grid of factor ``s`` and the field they decode to."""
+def _coded(
+    net: LevelCoder, field: np.ndarray, valid: np.ndarray, s: int, mean: float, std: float, exact: bool, periodic: bool = True
+) -> tuple[bytes, bytes, np.ndarray]:
+    """The network's bytes ``(z, y)`` of ``field`` on the grid of factor ``s`` and the field they decode to
+    (``periodic``: a whole field, whose longitude wraps around; not a window of one)."""
     (z, y), x_hat = net.compress_with_output(network_input(block_means(field, s), mean, std), exact)
-    return z, y, _on_field_grid(x_hat, s, valid, mean, std)  # = _network_output(net, z, y, ...), without decoding
+    return z, y, _on_field_grid(x_hat, s, valid, mean, std, periodic)  # = _network_output(net, z, y, ...), without decoding
 
 
 def probe_windows(shape: tuple[int, int], fine: int, coarse: int) -> list[tuple[slice, slice]] | None:
@@ -376,7 +379,9 @@ def _finer_pays_in_windows(
         squared, points, nbytes = 0.0, 0, 0
         for window in windows:
             f, v = field[window], valid[window]
-            z, y, recon = _coded(net, f, v, s, mean, std, spec.exact_prior)
+            if not v.any():  # (its bytes would count against points it does not have)
+                continue
+            z, y, recon = _coded(net, f, v, s, mean, std, spec.exact_prior, periodic=False)
             squared += float(np.sum(((f - _clip(recon, span))[v] / std) ** 2))
             points, nbytes = points + int(v.sum()), nbytes + len(z) + len(y)
         if points == 0:

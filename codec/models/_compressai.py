@@ -9,6 +9,12 @@ the installed CompressAI under their own names while the package's ``__init__`` 
 the placeholder package out of ``sys.modules`` again.  A later ``import compressai`` (the CompressAI
 baseline, the hyperprior trainer) runs the real ``__init__``, which finds these submodules already
 imported, so its classes are the very objects imported here (``tests/test_startup.py``).
+
+Limits: the climate networks construct CompressAI's entropy models, whose constructor imports
+``compressai`` itself (for its entropy-coder registry), so climate calls still pay the full import; and
+while the placeholder is in ``sys.modules`` (the first model load of a process), another thread's
+``import compressai`` would see it, so :func:`submodule` holds a lock against its own concurrent calls and
+models are loaded before coding threads start (the dask paths load the network first).
 """
 
 from __future__ import annotations
@@ -16,24 +22,28 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+import threading
 from types import ModuleType
+
+_LOCK = threading.RLock()
 
 
 def submodule(name: str) -> ModuleType:
     """``compressai.<name>``, imported without running ``compressai/__init__.py`` (unless it already ran)."""
     full = f"compressai.{name}"
-    if full in sys.modules or "compressai" in sys.modules:
-        return importlib.import_module(full)
-    spec = importlib.util.find_spec("compressai")
-    if spec is None:
-        raise ModuleNotFoundError("No module named 'compressai'", name="compressai")
-    package = importlib.util.module_from_spec(spec)  # the package with its __path__, its __init__ not run
-    sys.modules["compressai"] = package
-    try:
-        return importlib.import_module(full)
-    finally:
-        if sys.modules.get("compressai") is package:
-            del sys.modules["compressai"]
+    with _LOCK:
+        if full in sys.modules or "compressai" in sys.modules:
+            return importlib.import_module(full)
+        spec = importlib.util.find_spec("compressai")
+        if spec is None:
+            raise ModuleNotFoundError("No module named 'compressai'", name="compressai")
+        package = importlib.util.module_from_spec(spec)  # the package with its __path__, its __init__ not run
+        sys.modules["compressai"] = package
+        try:
+            return importlib.import_module(full)
+        finally:
+            if sys.modules.get("compressai") is package:
+                del sys.modules["compressai"]
 
 
 _HOME = {

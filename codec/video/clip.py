@@ -15,7 +15,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from .. import registry
+from .. import container, registry
 from ..errors import FormatError, InputError, ModelError
 from ..image.io import check_size
 from ..runtime import model_for, model_id
@@ -41,16 +41,24 @@ def encode(
     gop: int = file.DEFAULT_GOP,
     intra_only: bool = False,
     progress: Callable[[int], None] | None = None,
+    bpp: float | None = None,
 ) -> Iterator[bytes]:
-    """The GOP containers of the clip at ``path``, one at a time (write them in order to make the file)."""
+    """The GOP containers of the clip at ``path``, one at a time (write them in order to make the file).
+
+    ``bpp`` (instead of ``quality``): each GOP at the highest level that keeps it within that many bits
+    per pixel (:func:`codec.video.file.encode_gops`)."""
     if gop < 1:
         raise InputError(f"gop must be at least 1, got {gop}")
+    if bpp is not None and quality is not None:
+        raise InputError("give either a quality/level or a target bpp, not both")
+    if bpp is not None and not bpp > 0:
+        raise InputError(f"target bpp must be positive, got {bpp}")
     info = io.probe(path)
     h, w = info.display_size
     check_size(h, w)
     coder, mid, prior_hash = video_coder(model, quality, weights, intra_only)
     header = file.VideoHeader(info.fps, info.rotation)
-    return file.encode_gops(io.read_frames(path), coder, mid, header, gop, intra_only, prior_hash, progress)
+    return file.encode_gops(io.read_frames(path), coder, mid, header, gop, intra_only, prior_hash, progress, bpp)
 
 
 class VideoFrames:
@@ -80,7 +88,24 @@ class VideoFrames:
         if prior is not None and dtype not in ("float32", "float64"):
             raise FormatError(f"file's video prior runs in {dtype!r}, which this codec does not know (made by a newer version?)")
         exact = dtype == "float64"
-        self._coder = VideoCoder(loaded.model, int(first.meta.get("level", loaded.quality)), prior, exact_prior=exact)
+        self._default_level, self._levels = loaded.quality, loaded.model.levels
+        self._coder = VideoCoder(loaded.model, self._level_of(first), prior, exact_prior=exact)
+        self._coders = {self._coder.level: self._coder}
+
+    def _level_of(self, head: container.Container) -> int:
+        """The level a GOP was coded at (files made with ``bpp`` change it from GOP to GOP)."""
+        level = head.meta.get("level", self._default_level)
+        if not isinstance(level, int) or isinstance(level, bool) or not 1 <= level <= self._levels:
+            raise FormatError(f"GOP at frame {head.meta.get('first')} has level {level!r}, not one of the model's")
+        return level
+
+    def _coder_for(self, head: container.Container) -> VideoCoder:
+        """The coder of a GOP's level (made once per level)."""
+        level = self._level_of(head)
+        if level not in self._coders:
+            c = self._coder
+            self._coders[level] = VideoCoder(c.net, level, c.prior, c.tolerance, c.exact_prior)
+        return self._coders[level]
 
     def __len__(self) -> int:
         last = self.gops[-1].head
@@ -94,8 +119,8 @@ class VideoFrames:
             for _ in range(max(c.meta["first"] - index, 0)):  # a GOP lost whole before this one
                 damaged.append(index)
                 index += 1
-                yield frame if frame is not None else np.zeros((self.height, self.width, 3), np.uint8)
-            for decoded in file.decode_gop(c, self._coder, frame, damaged):
+                yield frame.copy() if frame is not None else np.zeros((self.height, self.width, 3), np.uint8)  # (a copy: callers may change the arrays they get)
+            for decoded in file.decode_gop(c, self._coder_for(c), frame, damaged):
                 frame, index = decoded, index + 1
                 yield decoded
         if damaged or self.skipped_bytes:

@@ -195,7 +195,7 @@ def _hit_rate(current: Tensor, prev: Tensor) -> int:
 def _encode_stage1(symbols: np.ndarray, probabilities: np.ndarray) -> bytes:
     encoder = constriction.stream.queue.RangeEncoder()
     if symbols.size:
-        encoder.encode(symbols.astype(np.int32), _FAMILY, probabilities)
+        encoder.encode(symbols.astype(np.int32), _FAMILY, np.ascontiguousarray(probabilities))
     return encoder.get_compressed().astype("<u4").tobytes()
 
 
@@ -204,7 +204,7 @@ def _decode_stage1(data: bytes, probabilities: np.ndarray) -> np.ndarray:
         raise CorruptStreamError("video stage-1 stream length is not a multiple of 4 bytes")
     decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(data, "<u4").astype(np.uint32))
     try:
-        return np.asarray(decoder.decode(_FAMILY, probabilities), dtype=np.int64)
+        return np.asarray(decoder.decode(_FAMILY, np.ascontiguousarray(probabilities)), dtype=np.int64)
     except (ValueError, RuntimeError, OverflowError, AssertionError) as exc:  # (constriction asserts on some invalid data)
         raise CorruptStreamError(f"corrupt video stream ({exc})") from None
 

@@ -5,7 +5,8 @@ self-describing (magic, version, model id and weights hash, checksums; :mod:`cod
 
 ``shape``   ``[frames in this GOP, height, width, 3]``
 ``meta``    ``fps`` ("num/den"), ``first`` (index of the GOP's first frame), ``rotation`` (degrees a
-            player turns the picture), ``level``, ``prior`` (hash of the temporal prior's weights,
+            player turns the picture), ``level`` (this GOP's: with a target ``bpp`` it may change from
+            GOP to GOP, and so does the model id's ``quality``), ``prior`` (hash of the temporal prior's weights,
             absent for intra-only files), ``prior_dtype`` (``"float64"``: the prior ran in float64, as in
             every file written since 2026-12-03; absent: float32), ``gop`` (the intra period the encoder used)
 ``streams`` ``f0``, ``f1``, ...: one frame payload each (:mod:`codec.video.coding`)
@@ -17,6 +18,7 @@ damaged GOP never affects another.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -35,6 +37,7 @@ from . import temporal
 from .coding import VideoCoder
 
 DEFAULT_GOP = 32
+CLIMB = 0.45  # rate control (``bpp``): the next GOP tries one level up when this one used at most this share of its budget
 PRIOR_FILE = "video-prior.safetensors"  # in the shipped checkpoints folder
 
 
@@ -72,8 +75,14 @@ def encode_gops(
     intra_only: bool = False,
     prior_hash: str | None = None,
     progress: Callable[[int], None] | None = None,
+    bpp: float | None = None,
 ) -> Iterator[bytes]:
-    """One container per GOP of ``frames`` (uint8 [H, W, 3], one size), yielded as soon as it is coded."""
+    """One container per GOP of ``frames`` (uint8 [H, W, 3], one size), yielded as soon as it is coded.
+
+    ``bpp``: rate control instead of ``coder.level``: each GOP is coded at the highest level that keeps
+    the file so far (containers included) within ``bpp`` bits per pixel, so the whole file is too, and
+    what a GOP leaves unused goes to the next ones (a short last GOP, all intra, needs it) (:func:`_at_budget`).
+    """
     if gop < 1:
         raise ValueError("gop must be >= 1")
     meta = {"fps": f"{header.fps.numerator}/{header.fps.denominator}", "rotation": header.rotation, "level": coder.level, "gop": gop}
@@ -81,26 +90,94 @@ def encode_gops(
         meta["prior"] = prior_hash
         if coder.exact_prior:
             meta["prior_dtype"] = "float64"
-    payloads: list[bytes] = []
-    first, size, prev = 0, None, None
+    first, level, carry = 0, None, 0.0  # (rate control starts at the top level)
+    coders = {coder.level: coder}
     with inference():
-        for i, frame in enumerate(frames):
-            if size is None:
-                size = frame.shape[:2]
-            elif frame.shape[:2] != size:
-                raise FormatError(f"frame {i} is {frame.shape[1]}x{frame.shape[0]}, the clip {size[1]}x{size[0]}")
-            x = network_input(frame, coder.net.pad_multiple)
-            payload, prev = coder.encode_intra(x) if prev is None or intra_only else coder.encode_inter(x, prev)
-            payloads.append(payload)
-            if progress is not None:
-                progress(1)
-            if len(payloads) == gop:
-                yield _pack(payloads, size, first, model, meta)
-                first, payloads, prev = first + gop, [], None
-    if payloads:
-        yield _pack(payloads, size, first, model, meta)
-    elif size is None:
+        for group in _groups(frames, gop):
+            if bpp is None:
+                payloads = [_tick(p, progress) for p in _coded(group, coder, intra_only)]
+                yield _pack(payloads, group.size, first, model, meta)
+            else:
+                top = coder.net.levels
+                data, level, fits_higher, carry = _at_budget(list(group), coders, level or top, bpp, carry, intra_only, first, model, meta)
+                if progress is not None:
+                    progress(group.count)
+                yield data
+                level = min(level + 1, top) if fits_higher else level
+            first += group.count
+    if first == 0:
         raise InputError("the clip has no frames")
+
+
+@dataclass
+class _Group:
+    """The next GOP's frames, read lazily from the clip (checked to be of the clip's size)."""
+
+    source: Iterator[np.ndarray]
+    length: int
+    size: tuple[int, int]
+    first_frame: np.ndarray
+    index: int
+    count: int = 0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for frame in itertools.chain([self.first_frame], itertools.islice(self.source, self.length - 1)):
+            if frame.shape[:2] != self.size:
+                raise FormatError(f"frame {self.index + self.count} is {frame.shape[1]}x{frame.shape[0]}, the clip {self.size[1]}x{self.size[0]}")
+            self.count += 1
+            yield frame
+
+
+def _groups(frames: Iterable[np.ndarray], gop: int) -> Iterator[_Group]:
+    """The clip in GOPs of ``gop`` frames (the last may be shorter); each must be consumed before the next."""
+    source, size, index = iter(frames), None, 0
+    for frame in source:
+        size = frame.shape[:2] if size is None else size
+        group = _Group(source, gop, size, frame, index)
+        yield group
+        index += group.count
+
+
+def _coded(frames: Iterable[np.ndarray], coder: VideoCoder, intra_only: bool) -> Iterator[bytes]:
+    """Frame payloads of one GOP: an intra frame, then inter frames (all intra with ``intra_only``)."""
+    prev = None
+    for frame in frames:
+        x = network_input(frame, coder.net.pad_multiple)
+        payload, prev = coder.encode_intra(x) if prev is None or intra_only else coder.encode_inter(x, prev)
+        yield payload
+
+
+def _tick(payload: bytes, progress: Callable[[int], None] | None) -> bytes:
+    if progress is not None:
+        progress(1)
+    return payload
+
+
+def _at_budget(
+    frames: list[np.ndarray], coders: dict[int, VideoCoder], level: int, bpp: float, carry: float, intra_only: bool, first: int, model: dict, meta: dict
+) -> tuple[bytes, int, bool, float]:
+    """``(container, level, whether the next level up may fit, bits left over)`` of one GOP at the highest
+    level from ``level`` down whose container fits ``bpp`` bits per pixel of its frames plus the ``carry``
+    the GOPs before left unused.  The next GOP starts one level up when this one used at most
+    :data:`CLIMB` of its budget (a level costs about twice the bits of the one below), so a hard scene
+    does not hold the rest of the clip down; otherwise at this GOP's level.  Each level tried codes the
+    whole GOP (the first GOP starts at the top level)."""
+    h, w = frames[0].shape[:2]
+    budget = bpp * len(frames) * h * w + carry
+    while True:
+        if level not in coders:
+            base = next(iter(coders.values()))
+            coders[level] = VideoCoder(base.net, level, base.prior, base.tolerance, base.exact_prior)
+        payloads = list(_coded(frames, coders[level], intra_only))
+        data = _pack(payloads, (h, w), first, {**model, "quality": level}, {**meta, "level": level})
+        if 8 * len(data) <= budget:
+            return data, level, 8 * len(data) <= CLIMB * budget, budget - 8 * len(data)
+        if level == 1:
+            raise InputError(
+                f"frames {first}-{first + len(frames) - 1} need {8 * len(data) / (len(frames) * h * w):.4f} bpp at level 1, "
+                f"above the target {bpp} (with what the frames before left: {budget / (len(frames) * h * w):.4f})"
+            )
+        level -= 1
 
 
 def _pack(payloads: list[bytes], size: tuple[int, int], first: int, model: dict, meta: dict) -> bytes:

@@ -55,7 +55,7 @@ def gops(data: bytes | mmap.mmap) -> tuple[list[Gop], int, int]:
     for c in (g.head for g in out):
         if c.kind != "video" or len(c.shape) != 4 or c.shape[3] != 3 or len(c.streams) != c.shape[0] or not isinstance(c.meta.get("first"), int):
             raise FormatError("not a video file (or a damaged one): a GOP header does not describe video frames")
-        if c.model != out[0].head.model or c.shape[1:] != out[0].head.shape[1:] or c.meta.get("fps") != out[0].head.meta.get("fps"):
+        if _network(c) != _network(out[0].head) or c.shape[1:] != out[0].head.shape[1:] or c.meta.get("fps") != out[0].head.meta.get("fps"):
             raise FormatError("video GOPs disagree about the model, frame size or frame rate")
     return out, skipped, start
 
@@ -63,3 +63,8 @@ def gops(data: bytes | mmap.mmap) -> tuple[list[Gop], int, int]:
 def load(data: bytes | mmap.mmap, gop: Gop) -> container.Container:
     """The GOP's container with its frame payloads (as :func:`gops` checked it)."""
     return container.unpack(data[gop.pos : gop.pos + gop.length], erasable=is_frame)
+
+
+def _network(c: container.Container) -> dict:
+    """A GOP's model id without its quality: GOPs of one file share the network, not necessarily the level (``bpp``)."""
+    return {k: v for k, v in c.model.items() if k != "quality"} if isinstance(c.model, dict) else c.model

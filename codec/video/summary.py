@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mmap
 import os
+from collections import Counter
 
 from .. import container, fileio
 from ..errors import CorruptStreamError, FormatError
@@ -35,7 +36,8 @@ def mapped_video(path: str | os.PathLike) -> mmap.mmap | bytes | None:
 
 
 def describe(data: bytes | mmap.mmap) -> dict:
-    """Frames, fps, size, GOP layout, bytes and bits per pixel (all frames, intra frames, inter frames).
+    """Frames, fps, size, GOP layout (and how many GOPs each level coded), bytes and bits per pixel (all frames,
+    intra frames, inter frames).
 
     ``data`` may be a memory map: GOPs are read one at a time (:func:`codec.video.gops.gops`, which
     skips a GOP with a damaged header and lists damaged or cut-off frames, as decoding does).
@@ -63,6 +65,7 @@ def describe(data: bytes | mmap.mmap) -> dict:
         "rotation": first.meta.get("rotation", 0),
         "gop": first.meta.get("gop"),
         "gops": len(index),
+        "levels": {str(k): v for k, v in sorted(Counter(g.head.meta.get("level") for g in index).items(), key=lambda kv: str(kv[0]))},
         "temporal_prior": first.meta.get("prior"),
         "bytes": len(data),
         "bpp": round(8 * len(data) / (frames * h * w), 5),
