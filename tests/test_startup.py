@@ -76,16 +76,19 @@ def test_info_reads_headers_without_models(name):
     assert heavy == [], heavy
 
 
-def test_image_coding_loads_compressai_layers_without_its_package_import(tmp_path):
-    """An image round trip imports CompressAI's layers but not ``compressai`` itself (whose ``__init__`` imports
-    torch_geometric and torch._dynamo: about 2.6 s per call); a later ``import compressai`` still works and
-    gives the very classes the codec's networks are built from."""
+def test_image_and_climate_coding_load_compressai_parts_without_its_package_import(tmp_path):
+    """An image and a climate round trip import CompressAI's layers and entropy models but not ``compressai``
+    itself (whose ``__init__`` imports torch_geometric and torch._dynamo: about 2.6 s per call); a later
+    ``import compressai`` still works and gives the very classes the codec's networks are built from."""
     code = (
-        "import numpy as np, codec, sys\n"
+        "import numpy as np, xarray as xr, codec, sys\n"
         "img = (np.arange(64 * 96 * 3) % 251).astype(np.uint8).reshape(64, 96, 3)\n"
         "assert codec.decode(codec.encode(img, quality=1)).shape == img.shape\n"
-        "assert 'compressai.layers' in sys.modules\n"
-        "print('LOADED:' + ','.join(m for m in ('compressai', 'torch_geometric', 'torch._dynamo', 'scipy.stats') if m in sys.modules))\n"
+        "t = 280 + 10 * np.cos(np.linspace(-1.5, 1.5, 19))[:, None] * np.ones((1, 36))\n"
+        "ds = xr.Dataset({'t': (('lat', 'lon'), t)}, coords={'lat': np.linspace(90, -90, 19), 'lon': np.arange(36) * 10.0})\n"
+        "assert codec.decode(codec.encode(ds))['t'].shape == (19, 36)\n"
+        "assert 'compressai.layers' in sys.modules and 'compressai.entropy_models' in sys.modules\n"
+        "print('LOADED:' + ','.join(m for m in ('compressai', 'torch_geometric', 'torch._dynamo') if m in sys.modules))\n"
         "import compressai\n"
         "from codec.models import _compressai\n"
         "assert compressai.layers.ResidualBlock is _compressai.ResidualBlock\n"
@@ -96,3 +99,22 @@ def test_image_coding_loads_compressai_layers_without_its_package_import(tmp_pat
     assert proc.returncode == 0, proc.stderr
     loaded = [line for line in proc.stdout.splitlines() if line.startswith("LOADED:")]
     assert loaded == ["LOADED:"], proc.stdout
+
+
+def test_entropy_model_falls_back_to_the_real_package_when_the_placeholder_is_not_enough(tmp_path):
+    """A constructor that asks ``compressai`` for more than the placeholder answers gets the real package."""
+    code = (
+        "import sys\n"
+        "from codec.models import _compressai\n"
+        "class Needy:\n"
+        "    def __init__(self, x):\n"
+        "        from compressai import set_entropy_coder\n"
+        "        self.x = x\n"
+        "assert _compressai.entropy_model(Needy, 3).x == 3\n"
+        "import compressai\n"
+        "assert callable(compressai.set_entropy_coder) and compressai.get_entropy_coder() == 'ans'\n"
+        "gc = _compressai.entropy_model(_compressai.GaussianConditional, None)\n"
+        "assert gc.entropy_coder.name == 'ans'\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr

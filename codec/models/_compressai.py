@@ -10,40 +10,74 @@ the placeholder package out of ``sys.modules`` again.  A later ``import compress
 baseline, the hyperprior trainer) runs the real ``__init__``, which finds these submodules already
 imported, so its classes are the very objects imported here (``tests/test_startup.py``).
 
-Limits: the climate networks construct CompressAI's entropy models, whose constructor imports
-``compressai`` itself (for its entropy-coder registry), so climate calls still pay the full import; and
-while the placeholder is in ``sys.modules`` (the first model load of a process), another thread's
-``import compressai`` would see it, so :func:`submodule` holds a lock against its own concurrent calls and
-models are loaded before coding threads start (the dask paths load the network first).
+The climate networks construct CompressAI's entropy models, whose constructor asks the package for
+its entropy coders: :func:`entropy_model` answers that from the placeholder too.  While the
+placeholder is in ``sys.modules`` (the first model load of a process), another thread's ``import
+compressai`` would see it, so these functions hold a lock against each other and models are loaded
+before coding threads start (the dask paths load the network first).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import sys
 import threading
+from collections.abc import Iterator
 from types import ModuleType
+from typing import TypeVar
+
+T = TypeVar("T")
 
 _LOCK = threading.RLock()
 
 
-def submodule(name: str) -> ModuleType:
-    """``compressai.<name>``, imported without running ``compressai/__init__.py`` (unless it already ran)."""
-    full = f"compressai.{name}"
+@contextlib.contextmanager
+def _placeholder() -> Iterator[ModuleType | None]:
+    """While held: ``compressai`` in ``sys.modules`` is the installed package with its ``__init__`` not run
+    (None if the real package is already imported: then nothing is changed)."""
     with _LOCK:
-        if full in sys.modules or "compressai" in sys.modules:
-            return importlib.import_module(full)
+        if "compressai" in sys.modules:
+            yield None
+            return
         spec = importlib.util.find_spec("compressai")
         if spec is None:
             raise ModuleNotFoundError("No module named 'compressai'", name="compressai")
         package = importlib.util.module_from_spec(spec)  # the package with its __path__, its __init__ not run
         sys.modules["compressai"] = package
         try:
-            return importlib.import_module(full)
+            yield package
         finally:
             if sys.modules.get("compressai") is package:
                 del sys.modules["compressai"]
+
+
+def submodule(name: str) -> ModuleType:
+    """``compressai.<name>``, imported without running ``compressai/__init__.py`` (unless it already ran)."""
+    with _placeholder():
+        return importlib.import_module(f"compressai.{name}")
+
+
+def entropy_model(cls: type[T], *args: object) -> T:
+    """``cls(*args)`` for CompressAI's ``EntropyBottleneck`` / ``GaussianConditional`` without ``import compressai``.
+
+    Their constructor asks the package for its entropy coders (``available_entropy_coders``,
+    ``get_entropy_coder``, ``ans``), which the placeholder answers as the real package does by default
+    (``"ans"``; the codec never codes with it: its bytes go through :mod:`codec.entropy`).  Should a
+    CompressAI version ask for more, the real package is imported and the constructor runs as usual.
+    """
+    with _placeholder() as package:
+        if package is not None:
+            package.ans = importlib.import_module("compressai.ans")
+            package.available_entropy_coders = lambda: ["ans"]
+            package.get_entropy_coder = lambda: "ans"
+            try:
+                return cls(*args)
+            except (ImportError, AttributeError):
+                del sys.modules["compressai"]
+    importlib.import_module("compressai")
+    return cls(*args)
 
 
 _HOME = {

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from ..entropy import categorical, gaussian
 from ..entropy.tables import frequencies_to_table
-from ._compressai import EntropyBottleneck, GaussianConditional
+from ._compressai import EntropyBottleneck, GaussianConditional, entropy_model
 from .base import ClimateCodecModel
 from .config import JSONConfig
 
@@ -228,8 +228,8 @@ class VAEformer(ClimateCodecModel):
         self.unpatch = nn.Linear(cfg.dim, cfg.patch_stride**2 * self.out_channels)
         self.h_a = Hyper(cfg.latent_channels, cfg.hyper_channels, cfg.hyper_latent_channels, up=False)
         self.h_s = Hyper(cfg.hyper_latent_channels, cfg.hyper_channels, 2 * cfg.latent_channels, up=True)
-        self.entropy_bottleneck = EntropyBottleneck(cfg.hyper_latent_channels)
-        self.gaussian_conditional = GaussianConditional(None)
+        self.entropy_bottleneck = entropy_model(EntropyBottleneck, cfg.hyper_latent_channels)
+        self.gaussian_conditional = entropy_model(GaussianConditional, None)
         self.register_buffer("z_table", torch.ones(cfg.hyper_latent_channels, 2 * Z_RADIUS + 1, dtype=torch.int32))
         self.register_buffer("z_offset", torch.zeros(cfg.hyper_latent_channels, dtype=torch.int32))
         if not cfg.rates or min(cfg.rates) <= 0:

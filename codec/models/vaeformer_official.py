@@ -65,7 +65,7 @@ from ..entropy import gaussian
 from ..entropy.tables import TOTAL, frequencies_to_table
 from ..errors import ModelError
 from . import CRA5_MODEL
-from ._compressai import EntropyBottleneck, GaussianConditional
+from ._compressai import EntropyBottleneck, GaussianConditional, entropy_model
 from .base import ClimateCodecModel, require_one_rate
 from .config import JSONConfig
 
@@ -377,14 +377,14 @@ class VAEformerOfficial(ClimateCodecModel):
     def __init__(self, config: OfficialConfig | None = None) -> None:
         super().__init__()
         self.config = cfg = config or OfficialConfig()
-        self.entropy_bottleneck = _without_coder_state(EntropyBottleneck(cfg.hyper_channels), CODER_BUFFERS)
+        self.entropy_bottleneck = _without_coder_state(entropy_model(EntropyBottleneck, cfg.hyper_channels), CODER_BUFFERS)
         self.g_a = Encoder(cfg)
         self.g_s = Decoder(cfg)
         self.quant_conv = nn.Conv2d(2 * cfg.dim, 2 * cfg.latent_channels, 1)
         self.post_quant_conv = nn.Conv2d(cfg.latent_channels, cfg.dim, 1)
         self.h_a = PriorEncoder(cfg)
         self.h_s = PriorDecoder(cfg)
-        self.gaussian_conditional = _without_coder_state(GaussianConditional(None), (*CODER_BUFFERS, "scale_table"))
+        self.gaussian_conditional = _without_coder_state(entropy_model(GaussianConditional, None), (*CODER_BUFFERS, "scale_table"))
         self.register_buffer("z_table", torch.ones(cfg.hyper_channels, 2 * Z_RADIUS + 2, dtype=torch.int32))
         if self.z_table.device.type != "meta":  # a meta-device model only describes shapes
             self.update()
