@@ -266,7 +266,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="quality level 1..N (higher = better, more bits); for vqgan the ladder level (1 = 8 codewords ... 9 = 2048)",
     )
     enc.add_argument(
-        "--bpp", type=float, default=None, help="ladder models (mcquic, vqgan): the highest level whose file is at most this many bits per pixel (video: per GOP)"
+        "--bpp",
+        type=float,
+        default=None,
+        help="ladder models (mcquic, vqgan): the highest level whose file is at most this many bits per pixel "
+        "(video: each GOP at the highest level that keeps the file so far within it)",
     )
     enc.add_argument(
         "--weights", default=None,

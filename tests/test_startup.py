@@ -87,6 +87,8 @@ def test_image_and_climate_coding_load_compressai_parts_without_its_package_impo
         "t = 280 + 10 * np.cos(np.linspace(-1.5, 1.5, 19))[:, None] * np.ones((1, 36))\n"
         "ds = xr.Dataset({'t': (('lat', 'lon'), t)}, coords={'lat': np.linspace(90, -90, 19), 'lon': np.arange(36) * 10.0})\n"
         "assert codec.decode(codec.encode(ds))['t'].shape == (19, 36)\n"
+        "from codec.models import vaeformer_official as cra5\n"
+        "cra5.VAEformerOfficial(cra5.TINY)  # (its update() copies the entropy bottleneck)\n"
         "assert 'compressai.layers' in sys.modules and 'compressai.entropy_models' in sys.modules\n"
         "print('LOADED:' + ','.join(m for m in ('compressai', 'torch_geometric', 'torch._dynamo') if m in sys.modules))\n"
         "import compressai\n"

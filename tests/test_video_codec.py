@@ -361,7 +361,13 @@ def test_gops_of_different_levels_decode_each_at_its_own(video_shipped, clips):
     frames = codec.decode(mixed).to_array()
     np.testing.assert_array_equal(frames[:3], codec.decode(one).to_array()[:3])
     np.testing.assert_array_equal(frames[3:], codec.decode(two).to_array()[3:])
-    assert codec.info(mixed)["levels"] == {"1": 1, "2": 2}
+    assert codec.info(mixed)["levels"] == {"1": 1, "2": 2} and "quality" not in codec.info(mixed)["model"]
+    for bad in ([1], 0, True, 99):  # a forged level: one-line errors from info and decode, no traceback
+        c = container.unpack(container.split(one)[0])
+        c.meta["level"] = bad
+        forged = container.pack(c)
+        with pytest.raises(CodecError, match="level"):
+            codec.info(forged) if bad != 99 else codec.decode(forged).to_array()
     other = make_test_clip(clips["pan"].parent / "wide.mkv", 3, 41, 29, Fraction(30000, 1001), motion="pan")
     foreign = container.split(one)[0] + container.split(codec.encode(str(other), quality=1, gop=3))[0]
     with pytest.raises(CodecError, match="disagree"):

@@ -14,7 +14,8 @@ The climate networks construct CompressAI's entropy models, whose constructor as
 its entropy coders: :func:`entropy_model` answers that from the placeholder too.  While the
 placeholder is in ``sys.modules`` (the first model load of a process), another thread's ``import
 compressai`` would see it, so these functions hold a lock against each other and models are loaded
-before coding threads start (the dask paths load the network first).
+before coding threads start (the dask paths load the network first).  Entropy models are never
+deep-copied here: unpickling one imports the real package (CompressAI's ``__setstate__``).
 """
 
 from __future__ import annotations

@@ -49,7 +49,6 @@ the reconstructions are the official ones.
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 from dataclasses import dataclass, replace
@@ -426,7 +425,10 @@ class VAEformerOfficial(ClimateCodecModel):
         Row ``c`` holds the bottleneck's probabilities of ``median_c + s`` for ``s`` in
         ``[-Z_RADIUS, Z_RADIUS]`` followed by the remaining mass (the escape symbol).
         """
-        bottleneck = copy.deepcopy(self.entropy_bottleneck).to("cpu", torch.float64)
+        # a fresh copy, not copy.deepcopy: unpickling a CompressAI entropy model imports the whole package (_compressai)
+        bottleneck = _without_coder_state(entropy_model(EntropyBottleneck, self.config.hyper_channels), CODER_BUFFERS)
+        bottleneck.load_state_dict(self.entropy_bottleneck.state_dict())
+        bottleneck = bottleneck.to("cpu", torch.float64)
         offsets = torch.arange(-Z_RADIUS, Z_RADIUS + 1, dtype=torch.float64)
         samples = (bottleneck.quantiles[:, 0, 1:2] + offsets).unsqueeze(1)
         probs = bottleneck._likelihood(samples, stop_gradient=True)[0][:, 0].clamp_min(0)

@@ -94,7 +94,7 @@ class VideoFrames:
 
     def _level_of(self, head: container.Container) -> int:
         """The level a GOP was coded at (files made with ``bpp`` change it from GOP to GOP)."""
-        level = head.meta.get("level", self._default_level)
+        level = head.meta.get("level", head.model.get("quality", self._default_level) if isinstance(head.model, dict) else self._default_level)
         if not isinstance(level, int) or isinstance(level, bool) or not 1 <= level <= self._levels:
             raise FormatError(f"GOP at frame {head.meta.get('first')} has level {level!r}, not one of the model's")
         return level

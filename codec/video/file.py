@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -90,7 +91,7 @@ def encode_gops(
         meta["prior"] = prior_hash
         if coder.exact_prior:
             meta["prior_dtype"] = "float64"
-    first, level, carry = 0, None, 0.0  # (rate control starts at the top level)
+    first, level, spent, pixels = 0, None, 0, 0  # (rate control starts at the top level)
     coders = {coder.level: coder}
     with inference():
         for group in _groups(frames, gop):
@@ -99,7 +100,10 @@ def encode_gops(
                 yield _pack(payloads, group.size, first, model, meta)
             else:
                 top = coder.net.levels
-                data, level, fits_higher, carry = _at_budget(list(group), coders, level or top, bpp, carry, intra_only, first, model, meta)
+                frames_of_gop = list(group)
+                pixels += len(frames_of_gop) * frames_of_gop[0].shape[0] * frames_of_gop[0].shape[1]
+                data, level, fits_higher = _at_budget(frames_of_gop, coders, level or top, math.floor(bpp * pixels) - spent, bpp, intra_only, first, model, meta)
+                spent += 8 * len(data)
                 if progress is not None:
                     progress(group.count)
                 yield data
@@ -154,16 +158,15 @@ def _tick(payload: bytes, progress: Callable[[int], None] | None) -> bytes:
 
 
 def _at_budget(
-    frames: list[np.ndarray], coders: dict[int, VideoCoder], level: int, bpp: float, carry: float, intra_only: bool, first: int, model: dict, meta: dict
-) -> tuple[bytes, int, bool, float]:
-    """``(container, level, whether the next level up may fit, bits left over)`` of one GOP at the highest
-    level from ``level`` down whose container fits ``bpp`` bits per pixel of its frames plus the ``carry``
-    the GOPs before left unused.  The next GOP starts one level up when this one used at most
-    :data:`CLIMB` of its budget (a level costs about twice the bits of the one below), so a hard scene
-    does not hold the rest of the clip down; otherwise at this GOP's level.  Each level tried codes the
-    whole GOP (the first GOP starts at the top level)."""
+    frames: list[np.ndarray], coders: dict[int, VideoCoder], level: int, budget: int, bpp: float, intra_only: bool, first: int, model: dict, meta: dict
+) -> tuple[bytes, int, bool]:
+    """``(container, level, whether the next level up may fit)`` of one GOP at the highest level from ``level``
+    down whose container takes at most ``budget`` bits (``bpp`` of the frames so far, less what the GOPs
+    before took: whole bits, so no rounding lets the file pass the target).  The next GOP starts one
+    level up when this one used at most :data:`CLIMB` of its budget (a level costs about twice the bits
+    of the one below), so a hard scene does not hold the rest of the clip down; otherwise at this GOP's
+    level.  Each level tried codes the whole GOP (the first GOP starts at the top level)."""
     h, w = frames[0].shape[:2]
-    budget = bpp * len(frames) * h * w + carry
     while True:
         if level not in coders:
             base = next(iter(coders.values()))
@@ -171,7 +174,7 @@ def _at_budget(
         payloads = list(_coded(frames, coders[level], intra_only))
         data = _pack(payloads, (h, w), first, {**model, "quality": level}, {**meta, "level": level})
         if 8 * len(data) <= budget:
-            return data, level, 8 * len(data) <= CLIMB * budget, budget - 8 * len(data)
+            return data, level, 8 * len(data) <= CLIMB * budget
         if level == 1:
             raise InputError(
                 f"frames {first}-{first + len(frames) - 1} need {8 * len(data) / (len(frames) * h * w):.4f} bpp at level 1, "

@@ -54,10 +54,13 @@ def describe(data: bytes | mmap.mmap) -> dict:
             begin, size = gop.head.spans[name]
             sizes["intra" if data[gop.pos + begin : gop.pos + begin + 1] == b"\x00" else "inter"].append(size)
     frames = index[-1].head.meta["first"] + index[-1].head.shape[0] - start  # as many as decoding gives
+    levels = Counter(g.head.meta.get("level") for g in index if _is_level(g.head.meta.get("level")))
+    if sum(levels.values()) != len(index):
+        raise FormatError("a video GOP header has an invalid level")
     h, w = first.shape[1:3]
     out = {
         "kind": "video",
-        "model": first.model,
+        "model": first.model if len(levels) == 1 or not isinstance(first.model, dict) else {k: v for k, v in first.model.items() if k != "quality"},
         "frames": frames,
         "fps": first.meta.get("fps"),
         "width": w,
@@ -65,7 +68,7 @@ def describe(data: bytes | mmap.mmap) -> dict:
         "rotation": first.meta.get("rotation", 0),
         "gop": first.meta.get("gop"),
         "gops": len(index),
-        "levels": {str(k): v for k, v in sorted(Counter(g.head.meta.get("level") for g in index).items(), key=lambda kv: str(kv[0]))},
+        "levels": {str(k): v for k, v in sorted(levels.items())},
         "temporal_prior": first.meta.get("prior"),
         "bytes": len(data),
         "bpp": round(8 * len(data) / (frames * h * w), 5),
@@ -78,3 +81,7 @@ def describe(data: bytes | mmap.mmap) -> dict:
             out[f"{kind}_frames"] = len(values)
             out[f"{kind}_bpp"] = round(8 * sum(values) / (len(values) * h * w), 5)
     return out
+
+
+def _is_level(level: object) -> bool:
+    return isinstance(level, int) and not isinstance(level, bool) and level >= 1
