@@ -97,10 +97,8 @@ def test_image_and_climate_coding_load_compressai_parts_without_its_package_impo
         "from compressai.entropy_models import GaussianConditional\n"
         "assert GaussianConditional is _compressai.GaussianConditional\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    loaded = [line for line in proc.stdout.splitlines() if line.startswith("LOADED:")]
-    assert loaded == ["LOADED:"], proc.stdout
+    loaded = [line for line in _fresh(code, tmp_path).splitlines() if line.startswith("LOADED:")]
+    assert loaded == ["LOADED:"], loaded
 
 
 def test_entropy_model_falls_back_to_the_real_package_when_the_placeholder_is_not_enough(tmp_path):
@@ -118,5 +116,11 @@ def test_entropy_model_falls_back_to_the_real_package_when_the_placeholder_is_no
         "gc = _compressai.entropy_model(_compressai.GaussianConditional, None)\n"
         "assert gc.entropy_coder.name == 'ans'\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    _fresh(code, tmp_path)
+
+
+def _fresh(code: str, cwd: Path) -> str:
+    """stdout of ``code`` run in a fresh interpreter in ``cwd`` (which must exit 0)."""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=cwd)
     assert proc.returncode == 0, proc.stderr
+    return proc.stdout
