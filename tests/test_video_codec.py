@@ -218,6 +218,17 @@ def test_a_clip_without_frames_is_refused():
         list(file.encode_gops(iter([]), NoModel(), {}, file.VideoHeader(Fraction(25))))
 
 
+@pytest.mark.parametrize("bpp", [None, 50.0], ids=["quality", "bpp"])
+def test_a_frame_of_another_size_is_refused_with_its_index(video_shipped, bpp):
+    """Frames are checked against the clip's size as they are read, in GOPs of either encoder path."""
+    from codec.video import clip
+
+    coder, mid, prior_hash = clip.video_coder(None, 1, None, False)
+    frames = [np.full((29, 37, 3), 20 * i, np.uint8) for i in range(4)] + [np.zeros((31, 37, 3), np.uint8)]
+    with pytest.raises(CodecError, match="frame 4 is 37x31, the clip 37x29"):
+        list(file.encode_gops(iter(frames), coder, mid, file.VideoHeader(Fraction(25)), 3, prior_hash=prior_hash, bpp=bpp))
+
+
 def test_audio_is_dropped_with_a_note_and_audio_only_files_are_refused(video_shipped, tmp_path, capsys):
     frames = [np.full((24, 32, 3), 40 * i, np.uint8) for i in range(3)]
     with_audio = av_clip(tmp_path / "talk.mkv", frames, audio=True, subtitles=True)
