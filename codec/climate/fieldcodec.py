@@ -280,23 +280,22 @@ def _residual_alone_if_better(
     mse = _mse(field, out, valid)
     if mse == 0:
         return record, out
+    bounds = sorted({min(c * mse**0.5, limit) for c in ALONE_FACTORS})  # (distinct: the limit may cap several)
 
-    def trial(c: float) -> tuple[bytes, np.ndarray, bool, bool]:
-        candidate, alone = _residual_alone(field, valid, spec, mean, std, span, min(c * mse**0.5, limit))
+    def trial(bound: float) -> tuple[bytes, np.ndarray, bool, bool]:
+        candidate, alone = _residual_alone(field, valid, spec, mean, std, span, bound)
         return candidate, alone, len(candidate) < len(record), _mse(field, alone, valid) <= mse
 
-    start = ALONE_FACTORS.index(ALONE_START)
-    candidate, alone, shorter, accurate = trial(ALONE_START)
+    start = bounds.index(min(ALONE_START * mse**0.5, limit))
+    candidate, alone, shorter, accurate = trial(bounds[start])
     if not (shorter and accurate):
-        if not shorter or start == 0 or ALONE_FACTORS[start - 1] * mse**0.5 >= limit:  # (at the limit: the same trial again)
+        if not shorter or start == 0:
             return record, out
-        candidate, alone, shorter, accurate = trial(ALONE_FACTORS[start - 1])  # finer: more bytes, less error
+        candidate, alone, shorter, accurate = trial(bounds[start - 1])  # finer: more bytes, less error
         return (candidate, alone) if shorter and accurate else (record, out)
     best = candidate, alone
-    for c in ALONE_FACTORS[start + 1 :]:  # coarser while it stays as accurate as the network
-        if ALONE_FACTORS[ALONE_FACTORS.index(c) - 1] * mse**0.5 >= limit:  # the last trial was already at the limit
-            break
-        candidate, alone, shorter, accurate = trial(c)
+    for bound in bounds[start + 1 :]:  # coarser while it stays as accurate as the network
+        candidate, alone, shorter, accurate = trial(bound)
         if not (shorter and accurate):
             break
         best = candidate, alone
@@ -316,7 +315,7 @@ def _best_grid(
     def trial(s: int) -> tuple[float, bytes, bytes, int, np.ndarray]:
         z, y, recon = _coded(net, field, valid, s, mean, std, spec.exact_prior)
         rated = _clip(recon, span)  # the grid is judged on what the decoder will give
-        return _lagrangian(net, field, rated, valid, std, spec.head.size + len(z) + len(y)), z, y, s, recon
+        return _lagrangian(net, [(field, rated, valid)], std, spec.head.size + len(z) + len(y)), z, y, s, recon
 
     factors = spec.grid_factors()  # coarsest first
     small = [i for i, s in enumerate(factors) if np.prod([-(-n // s) for n in spec.shape]) <= SEARCH_START_POINTS]
@@ -374,19 +373,17 @@ def _finer_pays_in_windows(
     windows = probe_windows(field.shape, fine, coarse)
     if windows is None:
         return True
+    windows = [w for w in windows if valid[w].any()]  # (an empty window's bytes would count against no points)
+    if not windows:
+        return True
     cost = {}
     for s in (fine, coarse):
-        squared, points, nbytes = 0.0, 0, 0
+        pieces, nbytes = [], 0
         for window in windows:
-            f, v = field[window], valid[window]
-            if not v.any():  # (its bytes would count against points it does not have)
-                continue
-            z, y, recon = _coded(net, f, v, s, mean, std, spec.exact_prior, periodic=False)
-            squared += float(np.sum(((f - _clip(recon, span))[v] / std) ** 2))
-            points, nbytes = points + int(v.sum()), nbytes + len(z) + len(y)
-        if points == 0:
-            return True
-        cost[s] = net.trade_off * squared / points + 8 * nbytes / points
+            z, y, recon = _coded(net, field[window], valid[window], s, mean, std, spec.exact_prior, periodic=False)
+            pieces.append((field[window], _clip(recon, span), valid[window]))
+            nbytes += len(z) + len(y)
+        cost[s] = _lagrangian(net, pieces, std, nbytes)
     return cost[fine] <= cost[coarse]
 
 
@@ -397,10 +394,12 @@ def _record(spec: FieldSpec, mean: float, std: float, z: bytes, y: bytes, r: byt
     return spec.head.pack(mean, std, len(z), len(y), len(r), *extra) + z + y + r
 
 
-def _lagrangian(net: LevelCoder, field: np.ndarray, recon: np.ndarray, valid: np.ndarray, std: float, nbytes: int) -> float:
-    """``lambda * MSE / std^2 + bits per point`` over the field's valid points."""
-    mse = float(np.mean(((field - recon)[valid] / std) ** 2))
-    return net.trade_off * mse + 8 * nbytes / int(valid.sum())
+def _lagrangian(net: LevelCoder, pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray]], std: float, nbytes: int) -> float:
+    """``lambda * MSE / std^2 + bits per point`` over the valid points of ``(field, reconstruction, valid)``
+    pieces (the whole field, or the grid search's windows) that ``nbytes`` code."""
+    squared = sum(float(np.sum(((f - r)[v] / std) ** 2)) for f, r, v in pieces)
+    points = sum(int(v.sum()) for _, _, v in pieces)
+    return net.trade_off * squared / points + 8 * nbytes / points
 
 
 def field_bound(net: LevelCoder, spec: FieldSpec, std: float) -> float | None:
