@@ -7,6 +7,7 @@ source's rotation is recorded in ``meta``), coded with McQuic at the chosen qual
 
 from __future__ import annotations
 
+import functools
 import mmap
 import os
 import warnings
@@ -90,7 +91,7 @@ class VideoFrames:
         exact = dtype == "float64"
         self._default_level, self._levels = loaded.quality, loaded.model.levels
         self._coder = VideoCoder(loaded.model, self._level_of(first), prior, exact_prior=exact)
-        self._coders = {self._coder.level: self._coder}
+        self._coder_at = functools.cache(self._coder.at_level)
 
     def _level_of(self, head: container.Container) -> int:
         """The level a GOP was coded at (files made with ``bpp`` change it from GOP to GOP)."""
@@ -102,10 +103,7 @@ class VideoFrames:
     def _coder_for(self, head: container.Container) -> VideoCoder:
         """The coder of a GOP's level (made once per level)."""
         level = self._level_of(head)
-        if level not in self._coders:
-            c = self._coder
-            self._coders[level] = VideoCoder(c.net, level, c.prior, c.tolerance, c.exact_prior)
-        return self._coders[level]
+        return self._coder if level == self._coder.level else self._coder_at(level)
 
     def __len__(self) -> int:
         last = self.gops[-1].head

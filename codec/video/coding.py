@@ -21,6 +21,7 @@ Frame payload (one container stream per frame)::
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -50,6 +51,10 @@ class VideoCoder:
     prior: temporal.TemporalPrior | None
     tolerance: float = 0.05  # allowed rise of the finest-latent error over the nearest-codeword choice
     exact_prior: bool = True  # run the prior in float64 (files that say ``prior_dtype: float64``; older files: float32)
+
+    def at_level(self, level: int) -> VideoCoder:
+        """This coder at another level of its image model (same prior and settings)."""
+        return dataclasses.replace(self, level=level)
 
     def __post_init__(self) -> None:
         # The stage-1 probabilities must come out the same on every CPU: float32 kernels of another CPU move

@@ -18,6 +18,7 @@ damaged GOP never affects another.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
@@ -92,17 +93,21 @@ def encode_gops(
         if coder.exact_prior:
             meta["prior_dtype"] = "float64"
     first, level, spent, pixels = 0, None, 0, 0  # (rate control starts at the top level)
-    coders = {coder.level: coder}
+    coder_at = functools.cache(coder.at_level) if bpp is not None else None  # (rate control: one coder per level tried)
     with inference():
         for group in _groups(frames, gop):
             if bpp is None:
-                payloads = [_tick(p, progress) for p in _coded(group, coder, intra_only)]
+                payloads = []
+                for payload in _coded(group, coder, intra_only):
+                    payloads.append(payload)
+                    if progress is not None:
+                        progress(1)
                 yield _pack(payloads, group.size, first, model, meta)
             else:
                 top = coder.net.levels
                 frames_of_gop = list(group)
                 pixels += len(frames_of_gop) * frames_of_gop[0].shape[0] * frames_of_gop[0].shape[1]
-                data, level, fits_higher = _at_budget(frames_of_gop, coders, level or top, math.floor(bpp * pixels) - spent, bpp, intra_only, first, model, meta)
+                data, level, fits_higher = _at_budget(frames_of_gop, coder_at, level or top, math.floor(bpp * pixels) - spent, bpp, intra_only, first, model, meta)
                 spent += 8 * len(data)
                 if progress is not None:
                     progress(group.count)
@@ -151,14 +156,8 @@ def _coded(frames: Iterable[np.ndarray], coder: VideoCoder, intra_only: bool) ->
         yield payload
 
 
-def _tick(payload: bytes, progress: Callable[[int], None] | None) -> bytes:
-    if progress is not None:
-        progress(1)
-    return payload
-
-
 def _at_budget(
-    frames: list[np.ndarray], coders: dict[int, VideoCoder], level: int, budget: int, bpp: float, intra_only: bool, first: int, model: dict, meta: dict
+    frames: list[np.ndarray], coder_at: Callable[[int], VideoCoder], level: int, budget: int, bpp: float, intra_only: bool, first: int, model: dict, meta: dict
 ) -> tuple[bytes, int, bool]:
     """``(container, level, whether the next level up may fit)`` of one GOP at the highest level from ``level``
     down whose container takes at most ``budget`` bits (``bpp`` of the frames so far, less what the GOPs
@@ -168,10 +167,7 @@ def _at_budget(
     level.  Each level tried codes the whole GOP (the first GOP starts at the top level)."""
     h, w = frames[0].shape[:2]
     while True:
-        if level not in coders:
-            base = next(iter(coders.values()))
-            coders[level] = VideoCoder(base.net, level, base.prior, base.tolerance, base.exact_prior)
-        payloads = list(_coded(frames, coders[level], intra_only))
+        payloads = list(_coded(frames, coder_at(level), intra_only))
         data = _pack(payloads, (h, w), first, {**model, "quality": level}, {**meta, "level": level})
         if 8 * len(data) <= budget:
             return data, level, 8 * len(data) <= CLIMB * budget
