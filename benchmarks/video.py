@@ -10,9 +10,13 @@ curve against each is reported where the curves overlap.  Encode and decode fram
 codec's own (model loaded, 2 torch threads); decode is the median of :data:`DECODE_REPEATS` decodes
 (single decodes of one file vary by up to 30 % on the shared 2-core host).
 
+With ``--model vqgan`` the codec is VQGAN-cluster at its levels :data:`LEVELS` ``["vqgan"]`` (extreme
+rates, below 0.05 bpp), and the classical codecs also run at the high CRFs that reach those rates.
+
 Usage (from the repository root)::
 
-    python benchmarks/video.py            # writes benchmarks/results/video.{md,json}
+    python benchmarks/video.py                 # writes benchmarks/results/video.{md,json}
+    python benchmarks/video.py --model vqgan   # writes benchmarks/results/video_vqgan.{md,json}
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ from codec.video import file, io
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 RESULTS = Path(__file__).resolve().parent / "results"
-QUALITIES = (2, 3, 4)
+LEVELS = {"mcquic": (2, 3, 4), "vqgan": (3, 5, 7)}
+LOW_RATE_CRFS = {"libx264": (51, 46), "libx265": (51, 46), "libsvtav1": (63, 60)}  # (vqgan: rates below 0.05 bpp)
 DECODE_REPEATS = 5
 BASELINES = {"x264": ("libx264", (40, 34, 30, 26)), "x265": ("libx265", (40, 34, 30, 26)), "svt-av1": ("libsvtav1", (55, 48, 42, 36))}
 
@@ -54,7 +59,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return 10 * math.log10(255**2 / mse)
 
 
-def ours(frames: list[np.ndarray], tmp: Path, quality: int, intra_only: bool) -> dict:
+def ours(frames: list[np.ndarray], tmp: Path, model: str, quality: int, intra_only: bool) -> dict:
     """bpp, PSNR and speed of the codec on a clip written losslessly to ``tmp``."""
     src = tmp / "clip.mkv"
     if not src.exists():
@@ -62,7 +67,7 @@ def ours(frames: list[np.ndarray], tmp: Path, quality: int, intra_only: bool) ->
             for f in frames:
                 w.write(f)
     t = time.perf_counter()
-    data = codec.encode(str(src), quality=quality, gop=len(frames), intra_only=intra_only)
+    data = codec.encode(str(src), model=model, quality=quality, gop=len(frames), intra_only=intra_only)
     enc = time.perf_counter() - t
     seconds = []
     for _ in range(DECODE_REPEATS):
@@ -117,36 +122,44 @@ def bd_rate(anchor: list[dict], test: list[dict]) -> float | None:
     return 100 * (math.exp(diff) - 1)
 
 
-def main() -> None:
-    """Run every clip and write the results."""
+def main(model: str) -> None:
+    """Run every clip with ``model`` and write the results."""
     import tempfile
 
-    results: dict = {"prior": str(file.PRIOR_FILE), "clips": {}}
+    results: dict = {"prior": str(file.PRIOR_FILE), "model": model, "levels": LEVELS[model], "clips": {}}
     for name, frames in clips().items():
         with tempfile.TemporaryDirectory() as tmp:
             row = {
-                "inter": [{"quality": q, **ours(frames, Path(tmp), q, False)} for q in QUALITIES],
-                "intra": [{"quality": q, **ours(frames, Path(tmp), q, True)} for q in QUALITIES],
+                "inter": [{"quality": q, **ours(frames, Path(tmp), model, q, False)} for q in LEVELS[model]],
+                "intra": [{"quality": q, **ours(frames, Path(tmp), model, q, True)} for q in LEVELS[model]],
             }
         for label, (encoder, crfs) in BASELINES.items():
-            row[label] = [{"crf": c, **classical(frames, encoder, c)} for c in crfs]
+            extra = LOW_RATE_CRFS[encoder] if model == "vqgan" else ()
+            row[label] = [{"crf": c, **classical(frames, encoder, c)} for c in (*extra, *crfs)]
         results["clips"][name] = row
         print(name, flush=True)
     write(results)
 
 
+def _stem(results: dict) -> str:
+    return "video" if results.get("model", "mcquic") == "mcquic" else f"video_{results['model']}"
+
+
 def write(results: dict) -> None:
-    """``video.md`` (tables with BD-rates) and ``video.json``."""
+    """``video.md`` (tables with BD-rates) and ``video.json`` (``video_vqgan.*`` for VQGAN-cluster)."""
     RESULTS.mkdir(exist_ok=True)
     text = markdown(results)
-    (RESULTS / "video.json").write_text(json.dumps(results, indent=2))
-    (RESULTS / "video.md").write_text(text)
+    (RESULTS / f"{_stem(results)}.json").write_text(json.dumps(results, indent=2))
+    (RESULTS / f"{_stem(results)}.md").write_text(text)
     print(text)
 
 
 def markdown(results: dict) -> str:
     """The results as tables."""
-    lines = ["# Video: inter (temporal prior) vs intra-only, and classical codecs", "", "Command: `python benchmarks/video.py` (2 CPU cores, 320x240).", ""]
+    model = results.get("model", "mcquic")
+    levels = results.get("levels", LEVELS["mcquic"])
+    command = "python benchmarks/video.py" + ("" if model == "mcquic" else f" --model {model}")
+    lines = [f"# Video ({model}): inter (temporal prior) vs intra-only, and classical codecs", "", f"Command: `{command}` (2 CPU cores, 320x240).", ""]
     for name, row in results["clips"].items():
         row["bd_rate_inter_vs"] = {label: bd_rate(row[label], row["inter"]) for label in ("intra", *BASELINES)}
         lines += [f"## {name}", "", "| codec | setting | bpp | PSNR dB | encode fps | decode fps |", "|---|---|---|---|---|---|"]
@@ -158,14 +171,18 @@ def markdown(results: dict) -> str:
                 lines.append(f"| {label} | crf {r['crf']} | {r['bpp']:.4f} | {r['psnr']:.2f} | | |")
         saving = [1 - i["bpp"] / a["bpp"] for i, a in zip(row["inter"], row["intra"], strict=True)]
         bd = ", ".join(f"{k} {v:+.1f} %" if v is not None else f"{k} (no overlap)" for k, v in row["bd_rate_inter_vs"].items())
-        lines += ["", f"Inter saves {', '.join(f'{100 * s:.0f} %' for s in saving)} of intra-only's bits at q{', q'.join(map(str, QUALITIES))}; BD-rate of inter vs {bd}.", ""]
+        lines += ["", f"Inter saves {', '.join(f'{100 * s:.0f} %' for s in saving)} of intra-only's bits at q{', q'.join(map(str, levels))}; BD-rate of inter vs {bd}.", ""]
     return "\n".join(lines)
 
 
 if __name__ == "__main__":
-    import sys
+    import argparse
 
-    if sys.argv[1:2] == ["--tables"]:  # tables again from the saved results
-        write(json.loads((RESULTS / "video.json").read_text()))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", choices=sorted(LEVELS), default="mcquic")
+    parser.add_argument("--tables", action="store_true", help="write the tables again from the saved results")
+    args = parser.parse_args()
+    if args.tables:
+        write(json.loads((RESULTS / f"{_stem({'model': args.model})}.json").read_text()))
     else:
-        main()
+        main(args.model)

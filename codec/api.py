@@ -61,7 +61,7 @@ def encode(
     packets are rebuilt exactly, see :mod:`codec.image.parity`).  ``effort`` (McQuic) searches the finest
     indices against the decoder for that many steps (:mod:`codec.models.index_search`): a slower encode
     for a better decode at about the same size; decoding is unchanged.
-    Video: a path with a video suffix (.mp4, .mkv, .webm, .avi, .y4m, ...), coded with McQuic at ``quality``
+    Video: a path with a video suffix (.mp4, .mkv, .webm, .avi, .y4m, ...), coded with McQuic (or ``model="vqgan"``) at ``quality``
     (or, with ``bpp``, each GOP at the highest level that keeps the file so far within that many bits per pixel)
     in groups of ``gop`` frames (default 32), inter frames through the temporal prior unless ``intra_only``.
     Climate: a netCDF/GRIB path or an ``xarray.Dataset``; ``max_abs_error`` (a number, or

@@ -257,10 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="codec", description="Learned compression for images and climate data (netCDF, GRIB).")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    enc = sub.add_parser("encode", help="compress an image or a climate dataset")
+    enc = sub.add_parser("encode", help="compress an image, a video or a climate dataset")
     enc.add_argument("input", help="8-bit PNG/JPEG/WebP/TIFF image, a video (.mp4/.mkv/.webm/.avi/.y4m), or a netCDF/GRIB climate file")
     enc.add_argument("-o", "--output", required=True, help="compressed file to write")
-    enc.add_argument("--model", default=None, help="model name (default: mcquic for images, vaeformer for climate); see `codec models`")
+    enc.add_argument("--model", default=None, help="model name (default: mcquic for images and video, vaeformer for climate; video: mcquic or vqgan); see `codec models`")
     enc.add_argument(
         "--quality", "--level", dest="quality", type=_positive_int, default=None,
         help="quality level 1..N (higher = better, more bits); for vqgan the ladder level (1 = 8 codewords ... 9 = 2048)",

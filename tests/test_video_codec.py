@@ -399,3 +399,97 @@ def test_stage1_codes_probability_arrays_of_any_memory_layout():
     data = coding._encode_stage1(symbols, layout)
     assert data == coding._encode_stage1(symbols, np.ascontiguousarray(layout))
     np.testing.assert_array_equal(coding._decode_stage1(data, layout), symbols)
+
+
+@pytest.fixture()
+def vqgan_video(video_shipped, tiny_ladder):
+    """The tiny VQGAN-cluster ladder installed as the shipped vqgan, beside the tiny McQuic and the shipped prior."""
+    shutil.copy(tiny_ladder, video_shipped / "vqgan.safetensors")
+    return video_shipped
+
+
+def test_vqgan_video_round_trip_gop_independence_and_intra_frames_as_images(vqgan_video, clips):
+    data = codec.encode(str(clips["pan"]), model="vqgan", quality=2, gop=4)
+    parts = container.split(data)
+    assert len(parts) == 2 and container.unpack(parts[0]).model["name"] == "vqgan"
+    frames = codec.decode(data)
+    whole = frames.to_array()
+    assert whole.shape == (7, 29, 37, 3) and frames.fps == Fraction(30000, 1001)
+    source = list(io.read_frames(clips["pan"]))
+    for k in (0, 4):  # every GOP's first frame (indices and tone) decodes as the image codec decodes the frame coded alone
+        alone = codec.decode(codec.encode(source[k], model="vqgan", quality=2))
+        assert np.abs(whole[k].astype(np.int16) - alone).max() <= 1  # (synthesized in a batch here: float rounding)
+    assert np.array_equal(codec.decode(parts[1]).to_array(), whole[4:])
+    c = container.unpack(parts[0])
+    assert [p[:1] for name, p in c.streams if name != "tone"] == [bytes([INTRA])] + [bytes([INTER])] * 3
+    assert c.meta["tone"] == list(catalog.CATALOG["vqgan"].tone_settings(2)) and codec.info(data)["tone_bpp"] > 0
+
+
+def test_vqgan_inter_frames_cost_less_on_a_static_clip(vqgan_video, clips):
+    inter = codec.encode(str(clips["static"]), model="vqgan", quality=3, gop=7)
+    intra = codec.encode(str(clips["static"]), model="vqgan", quality=3, gop=7, intra_only=True)
+    assert len(inter) < len(intra)
+    a, b = codec.decode(inter).to_array(), codec.decode(intra).to_array()
+    assert np.array_equal(a[0], b[0])
+
+
+def test_vqgan_video_bytes_do_not_depend_on_the_thread_count_and_bpp_picks_levels(vqgan_video, clips):
+    previous = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = codec.encode(str(clips["pan"]), model="vqgan", quality=3, gop=4)
+        torch.set_num_threads(2)
+        two = codec.encode(str(clips["pan"]), model="vqgan", quality=3, gop=4)
+    finally:
+        torch.set_num_threads(previous)
+    assert one == two
+    top = codec.encode(str(clips["pan"]), model="vqgan", quality=3, gop=4)
+    budget = 8 * len(top) / (7 * 29 * 37)
+    assert codec.encode(str(clips["pan"]), model="vqgan", bpp=budget, gop=4) == top  # the top level fits: the same file
+    lower = codec.encode(str(clips["pan"]), model="vqgan", bpp=budget * 0.8, gop=4)
+    assert 8 * len(lower) / (7 * 29 * 37) <= budget * 0.8
+    assert set(codec.info(lower)["levels"]) <= {"1", "2", "3"} and len(codec.decode(lower).to_array()) == 7
+
+
+def test_vqgan_video_through_the_cli_and_damaged_vqgan_frames_are_named(vqgan_video, clips, tmp_path, capsys):
+    out = tmp_path / "clip.bin"
+    code, stdout, err = run_cli(capsys, "encode", clips["pan"], "-o", out, "--model", "vqgan", "--level", "2", "--gop", "7")
+    assert code == 0, err
+    assert json.loads(stdout)["frames"] == 7
+    c = container.unpack(out.read_bytes())
+    c.streams[3] = (c.streams[3][0], c.streams[3][1][:2])  # an inter frame cut short
+    with pytest.warns(file.DamagedFrames, match="3-6"):
+        frames = codec.decode(container.pack(c)).to_array()
+    assert frames.shape == (7, 29, 37, 3) and np.array_equal(frames[3], frames[2])
+
+
+def test_models_without_indices_are_refused_for_video(video_shipped, vf_weights, clips, tmp_path, capsys):
+    code, _, err = run_cli(capsys, "encode", clips["pan"], "-o", tmp_path / "x.bin", "--model", "vaeformer", "--weights", vf_weights)
+    assert_one_line_error(code, err, "mcquic or vqgan")
+    assert not (tmp_path / "x.bin").exists()
+
+
+def test_vqgan_frames_repeat_their_synthesis_under_their_own_tone(vqgan_video, clips, monkeypatch):
+    """VQGAN-cluster frames carry tone codes: a frame whose indices repeat reuses the last synthesis (no decoder run)
+    but still gets its own tone, so every frame equals its indices' synthesis under its tone codes."""
+    from codec.image import tone
+    from codec.video.coding import VideoCoder
+
+    data = codec.encode(str(clips["static"]), model="vqgan", quality=3, gop=7)
+    calls = []
+    original = VideoCoder.synthesize_many
+    monkeypatch.setattr(VideoCoder, "synthesize_many", lambda self, frames: calls.extend(frames) or original(self, frames))
+    frames = codec.decode(data).to_array()
+    assert 1 <= len(calls) < len(frames) == 7
+    monkeypatch.setattr(VideoCoder, "synthesize_many", original)
+    coder = codec.decode(data)._coder
+    c = container.unpack(data)
+    codes = tone.decode_sequence(c.stream("tone"), 7, 29, 37, coder.tone)
+    m = coder.net.pad_multiple
+    shapes = coder.net.latent_shapes(-(-29 // m) * m, -(-37 // m) * m)
+    prev = None
+    with torch.inference_mode():
+        for k, (_, payload) in enumerate(s for s in c.streams if s[0] != "tone"):
+            prev = coder.decode_indices(payload, prev, shapes)
+            image = tone.apply_means(coder.synthesize(prev), tone.means(codes[k], coder.tone), 29, 37, coder.tone)
+            assert np.abs(frames[k].astype(np.int16) - codec.image.coding.pixels_of(image, 29, 37)).max() <= 1

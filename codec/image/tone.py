@@ -84,31 +84,66 @@ def _thumbnail_shape(height: int, width: int, scale: int) -> tuple[int, int]:
     return -(-height // scale), -(-width // scale)
 
 
+def codes(rgb: torch.Tensor, settings: ToneSettings) -> np.ndarray:
+    """The integer tone codes [3, h, w] (quantized YCbCr block means) of a source image [1, 3, H, W] in [0, 1] (unpadded)."""
+    return torch.round(_block_means(rgb, settings.scale) / settings.steps()).long().numpy()
+
+
+def _planar(codes: np.ndarray) -> np.ndarray:
+    """The planar prediction error ``k - up - left + up-left`` of codes [..., h, w] (inverted by two cumulative sums)."""
+    return np.diff(np.diff(np.pad(codes, [(0, 0)] * (codes.ndim - 2) + [(1, 0), (1, 0)]), axis=-2), axis=-1)
+
+
 def encode(rgb: torch.Tensor, settings: ToneSettings) -> bytes:
     """The tone stream of a source image [1, 3, H, W] in [0, 1] (unpadded)."""
-    codes = torch.round(_block_means(rgb, settings.scale) / settings.steps()).long().numpy()
-    residual = np.diff(np.diff(np.pad(codes, ((0, 0), (1, 0), (1, 0))), axis=1), axis=2)
+    return encode_sequence([codes(rgb, settings)])
+
+
+def encode_sequence(frames: list[np.ndarray]) -> bytes:
+    """The tone stream of a sequence of frames' :func:`codes`: the first frame's planes by planar prediction,
+    each later frame as its difference from the one before (video: a static scene costs almost nothing).
+    Stream: one table index per plane for the first frame, then (with more frames) one per plane for
+    all the differences, then the range-coded residuals.  One frame gives :func:`encode`'s stream."""
+    stacked = np.stack(frames)
+    parts = [_planar(stacked[0])] + ([np.diff(stacked, axis=0).transpose(1, 0, 2, 3)] if len(frames) > 1 else [])
     tables = gaussian.default_tables()
-    ids = [tables.cheapest(plane) for plane in residual]
-    index = np.repeat(np.array(ids, np.int64), residual[0].size)
-    return bytes(ids) + gaussian.encode(residual.ravel(), index, tables)
+    ids = [tables.cheapest(plane) for part in parts for plane in part]
+    index = np.concatenate([np.full(plane.size, t, np.int64) for t, plane in zip(ids, (p for part in parts for p in part), strict=True)])
+    return bytes(ids) + gaussian.encode(np.concatenate([part.ravel() for part in parts]), index, tables)
 
 
 def decode(data: bytes, height: int, width: int, settings: ToneSettings) -> torch.Tensor:
     """The quantized YCbCr block means [3, h, w] (float64, [0, 1] units) of a tone stream."""
+    return means(decode_sequence(data, 1, height, width, settings)[0], settings)
+
+
+def decode_sequence(data: bytes, n: int, height: int, width: int, settings: ToneSettings) -> list[np.ndarray]:
+    """Inverse of :func:`encode_sequence`: the codes [3, h, w] of ``n`` frames of ``height`` x ``width``."""
     tables = gaussian.default_tables()
-    if len(data) < 3 or any(t >= len(tables.scales) for t in data[:3]):
+    n_ids = 3 if n == 1 else 6
+    if n < 1 or len(data) < n_ids or any(t >= len(tables.scales) for t in data[:n_ids]):
         raise CorruptStreamError("tone layer is corrupt")
     th, tw = _thumbnail_shape(height, width, settings.scale)
-    index = np.repeat(np.frombuffer(data[:3], np.uint8).astype(np.int64), th * tw)
-    residual = gaussian.decode(data[3:], index, tables).reshape(3, th, tw)
-    codes = np.cumsum(np.cumsum(residual, axis=1), axis=2)
+    ids = np.frombuffer(data[:n_ids], np.uint8).astype(np.int64)
+    index = np.concatenate([np.repeat(ids[:3], th * tw), np.repeat(ids[3:], (n - 1) * th * tw)])
+    residual = gaussian.decode(data[n_ids:], index, tables)
+    first = np.cumsum(np.cumsum(residual[: 3 * th * tw].reshape(3, th, tw), axis=1), axis=2)
+    steps = residual[3 * th * tw :].reshape(3, n - 1, th, tw).transpose(1, 0, 2, 3)
+    return list(first + np.concatenate([np.zeros((1, 3, th, tw), np.int64), np.cumsum(steps, axis=0)]))
+
+
+def means(codes: np.ndarray, settings: ToneSettings) -> torch.Tensor:
+    """The quantized YCbCr block means [3, h, w] (float64, [0, 1] units) of tone codes."""
     return torch.from_numpy(codes).double() * settings.steps()
 
 
 def apply(decoded: torch.Tensor, data: bytes, height: int, width: int, settings: ToneSettings) -> torch.Tensor:
     """``decoded`` [1, 3, H', W'] (H' >= height) with its block means replaced by the tone stream's, in [0, 1]."""
-    target = decode(data, height, width, settings)
+    return apply_means(decoded, decode(data, height, width, settings), height, width, settings)
+
+
+def apply_means(decoded: torch.Tensor, target: torch.Tensor, height: int, width: int, settings: ToneSettings) -> torch.Tensor:
+    """``decoded`` [1, 3, H', W'] (H' >= height) with its block means replaced by ``target`` (:func:`means`), in [0, 1]."""
     image = decoded[..., :height, :width]
     delta = torch.linalg.solve(YCBCR, (target - _block_means(image, settings.scale)).flatten(1)).view_as(target)
     s = settings.scale

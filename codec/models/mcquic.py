@@ -311,12 +311,15 @@ class McQuic(ImageCodecModel):
         """Decode the byte strings of :meth:`compress` to an image [1, 3, height, width] in [0, 1]."""
         if len(strings) != self.config.scales:
             raise ValueError(f"expected {self.config.scales} streams, got {len(strings)}")
-        quantizers = self.codebooks(level)
+        return self.decode_indices(self.decompress_indices(strings, level, self.latent_shapes(height, width)), level).clamp_(0, 1)
+
+    def decompress_indices(self, strings: list[bytes], level: int, shapes: list[tuple[int, int]]) -> list[Tensor]:
+        """Inverse of :meth:`compress_indices`: indices of every scale (finest first, each [1, m, h, w]) on the grids ``shapes``."""
         indices = []
-        for data, quantizer, (h, w) in zip(strings, quantizers, self.latent_shapes(height, width), strict=True):
+        for data, quantizer, (h, w) in zip(strings, self.codebooks(level), shapes, strict=True):
             sym = categorical.decode(data, quantizer.freq.cpu().numpy(), h * w)
             indices.append(torch.from_numpy(sym).reshape(1, quantizer.groups, h, w))
-        return self.decode_indices(indices, level).clamp_(0, 1)
+        return indices
 
     def update(self) -> None:
         """Freeze every codebook's usage statistics into the integer tables the coder uses."""

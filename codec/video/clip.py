@@ -1,7 +1,7 @@
 """Clips at the API level: a video file in, GOP containers out; a video file's bytes in, frames out lazily.
 
 Frames are read in display orientation (a rotated phone clip is turned as a player turns it; the
-source's rotation is recorded in ``meta``), coded with McQuic at the chosen quality and, unless
+source's rotation is recorded in ``meta``), coded with McQuic (or VQGAN-cluster) at the chosen level and, unless
 ``intra_only``, the temporal prior (:mod:`codec.video.coding`).  Audio and subtitle streams are dropped.
 """
 
@@ -18,20 +18,22 @@ import numpy as np
 
 from .. import container, registry
 from ..errors import FormatError, InputError, ModelError
+from ..image import tone
 from ..image.io import check_size
 from ..runtime import model_for, model_id
 from . import file, io
 from .coding import VideoCoder
 from .gops import gops, load
+from .index_models import index_model, tone_for
 
 
 def video_coder(model: str | None, quality: int | None, weights: str | os.PathLike | None, intra_only: bool) -> tuple[VideoCoder, dict, str | None]:
-    """The coder of a new file: McQuic at ``quality`` (or ``weights``) and the shipped prior; with the model id and prior hash its headers record."""
+    """The coder of a new file: McQuic (default) or VQGAN-cluster at ``quality`` (or ``weights``) and the shipped prior;
+    with the model id and prior hash its headers record."""
     loaded = registry.load(model or "mcquic", quality, weights)
-    if not hasattr(loaded.model, "choose_indices"):
-        raise InputError(f"video is coded with McQuic, not {loaded.spec.name}")
+    net = index_model(loaded.model)  # (one-line error for a model that is not an index model, before the prior loads)
     prior, prior_hash = (None, None) if intra_only else file.load_prior()
-    return VideoCoder(loaded.model, loaded.quality, prior), model_id(loaded), prior_hash
+    return VideoCoder(net, loaded.quality, prior, tone=tone_for(net, loaded.quality)), model_id(loaded), prior_hash
 
 
 def encode(
@@ -90,7 +92,7 @@ class VideoFrames:
             raise FormatError(f"file's video prior runs in {dtype!r}, which this codec does not know (made by a newer version?)")
         exact = dtype == "float64"
         self._default_level, self._levels = loaded.quality, loaded.model.levels
-        self._coder = VideoCoder(loaded.model, self._level_of(first), prior, exact_prior=exact)
+        self._coder = VideoCoder(loaded.model, self._level_of(first), prior, exact_prior=exact, tone=_tone_of(first))
         self._coder_at = functools.cache(self._coder.at_level)
 
     def _level_of(self, head: container.Container) -> int:
@@ -101,9 +103,9 @@ class VideoFrames:
         return level
 
     def _coder_for(self, head: container.Container) -> VideoCoder:
-        """The coder of a GOP's level (made once per level)."""
-        level = self._level_of(head)
-        return self._coder if level == self._coder.level else self._coder_at(level)
+        """The coder of a GOP's level and tone layer (made once per level)."""
+        level, settings = self._level_of(head), _tone_of(head)
+        return self._coder if (level, settings) == (self._coder.level, self._coder.tone) else self._coder_at(level, settings)
 
     def __len__(self) -> int:
         last = self.gops[-1].head
@@ -128,6 +130,11 @@ class VideoFrames:
     def to_array(self) -> np.ndarray:
         """Every frame, [T, H, W, 3] uint8."""
         return np.stack(list(self))
+
+
+def _tone_of(head: container.Container) -> tone.ToneSettings | None:
+    """The tone layer a GOP's frames carry (VQGAN-cluster files), from its header."""
+    return tone.ToneSettings.from_meta(head.meta["tone"]) if "tone" in head.meta else None
 
 
 def _ranges(indices: list[int]) -> str:

@@ -1,7 +1,8 @@
-"""Frames <-> bytes with McQuic indices: intra frames as images, inter frames through the temporal prior.
+"""Frames <-> bytes with the indices of an image model: intra frames as images, inter frames through the temporal prior.
 
-A group of pictures (GOP) starts with an intra frame, coded exactly as :meth:`McQuic.compress` codes an
-image (static tables), and goes on with inter frames coded in the index domain against the previous
+The image model is McQuic (three latent scales of ``m`` codebook groups) or VQGAN-cluster (one token map),
+both seen through :mod:`codec.video.index_models`.  A group of pictures (GOP) starts with an intra frame,
+coded exactly as the image codec codes an image, and goes on with inter frames coded in the index domain against the previous
 frame's indices (:mod:`codec.video.temporal`).  The encoder picks inter indices by rate-distortion:
 for each latent vector the codeword minimizing ``distance / D0 + alpha * bits`` under the prior
 (``D0``: the scale's mean nearest-codeword distance), with the largest ``alpha`` from
@@ -13,7 +14,7 @@ its own and an error never spreads past the next intra frame.
 Frame payload (one container stream per frame)::
 
     type u8 (0 intra, 1 inter)
-    intra: per scale, finest first: varint length + McQuic's stream of that scale
+    intra: per scale, finest first: varint length + the image codec's stream of that scale
     inter: per scale, coarsest first: hit rate u8 (0-255), varint length + stage-1 stream,
            varint length + stage-2 stream (the misses, per codebook group, static tables)
 """
@@ -24,6 +25,7 @@ import copy
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import constriction
 import numpy as np
@@ -34,8 +36,9 @@ from .. import container
 from ..entropy import categorical
 from ..entropy.tables import table_to_probabilities
 from ..errors import CorruptStreamError
-from ..models.mcquic import McQuic
+from ..image.tone import ToneSettings
 from . import temporal
+from .index_models import index_model
 
 INTRA, INTER = 0, 1
 ALPHAS = (0.4, 0.2, 0.1, 0.05, 0.02, 0.0)
@@ -46,21 +49,23 @@ _FAMILY = constriction.stream.model.Categorical(perfect=False)
 class VideoCoder:
     """One image model at one level plus the temporal prior: codes frames of one GOP at a time."""
 
-    net: McQuic
+    net: Any  # McQuic or VQGAN-cluster (wrapped by :func:`codec.video.index_models.index_model` on creation)
     level: int
     prior: temporal.TemporalPrior | None
     tolerance: float = 0.05  # allowed rise of the finest-latent error over the nearest-codeword choice
     exact_prior: bool = True  # run the prior in float64 (files that say ``prior_dtype: float64``; older files: float32)
+    tone: ToneSettings | None = None  # the tone layer frames carry (VQGAN-cluster; :mod:`codec.video.file`)
 
-    def at_level(self, level: int) -> VideoCoder:
-        """This coder at another level of its image model (same prior and settings)."""
-        return dataclasses.replace(self, level=level)
+    def at_level(self, level: int, tone: ToneSettings | None) -> VideoCoder:
+        """This coder at another level of its image model and with that level's tone layer (same prior and settings)."""
+        return dataclasses.replace(self, level=level, tone=tone)
 
     def __post_init__(self) -> None:
         # The stage-1 probabilities must come out the same on every CPU: float32 kernels of another CPU move
         # a logit by ~1e-7, which crosses a boundary of the 1/16 logit grid about once in 1e5 logits, and a
         # frame has that many; in float64 the move is ~1e-16.
         self._run_prior = copy.deepcopy(self.prior).double() if self.exact_prior and self.prior is not None else self.prior
+        self.net = index_model(self.net)
         quantizers = self.net.codebooks(self.level)
         self._freqs = [q.freq.cpu().numpy() for q in quantizers]
         self._intra_bits = [torch.from_numpy(-np.log2(table_to_probabilities(f))).float() for f in self._freqs]
@@ -72,16 +77,16 @@ class VideoCoder:
         """Payload and indices (finest first, [m, h, w]) of a padded frame [1, 3, H, W] coded on its own."""
         features = self.net.features(x)
         indices = self.net.encode_indices(x, self.level, features)
-        streams = [categorical.encode(i[0].flatten(1).numpy(), f) for i, f in zip(indices, self._freqs, strict=True)]
+        streams = self.net.compress_indices(indices, self.level)
         return bytes([INTRA]) + b"".join(_varint_chunk(s) for s in streams), [i[0] for i in indices]
 
     def _decode_intra(self, data: bytes, pos: int, shapes: list[tuple[int, int]]) -> list[Tensor]:
-        out = []
-        for freq, (h, w) in zip(self._freqs, shapes, strict=True):
+        streams = []
+        for _ in shapes:
             stream, pos = _chunk(data, pos)
-            out.append(torch.from_numpy(categorical.decode(stream, freq, h * w)).reshape(-1, h, w))
+            streams.append(stream)
         _end(data, pos)
-        return out
+        return [i[0] for i in self.net.decompress_indices(streams, self.level, shapes)]
 
     # -- inter -------------------------------------------------------------------------------------
 
@@ -89,7 +94,11 @@ class VideoCoder:
         """``(candidates [OFFSETS, m, h, w], merged stage-1 probabilities [m*h*w, SYMBOLS])`` of one scale."""
         coarse = scale + 1 if scale + 1 < len(prev) else None
         feats = temporal.features(
-            prev[scale], current.get(coarse) if coarse is not None else None, prev[coarse] if coarse is not None else None, hit_rate / 255, scale
+            prev[scale],
+            current.get(coarse) if coarse is not None else None,
+            prev[coarse] if coarse is not None else None,
+            hit_rate / 255,
+            scale + temporal.SCALES - len(prev),  # (scales counted from the coarsest: VQGAN's one map is a coarsest scale)
         )
         cands = temporal.candidates(prev[scale])
         with torch.inference_mode():

@@ -8,8 +8,12 @@ self-describing (magic, version, model id and weights hash, checksums; :mod:`cod
             player turns the picture), ``level`` (this GOP's: with a target ``bpp`` it may change from
             GOP to GOP, and so does the model id's ``quality``), ``prior`` (hash of the temporal prior's weights,
             absent for intra-only files), ``prior_dtype`` (``"float64"``: the prior ran in float64, as in
-            every file written since 2026-12-03; absent: float32), ``gop`` (the intra period the encoder used)
-``streams`` ``f0``, ``f1``, ...: one frame payload each (:mod:`codec.video.coding`)
+            every file written since 2026-12-03; absent: float32), ``gop`` (the intra period the encoder used),
+            ``tone`` (VQGAN-cluster: the tone layer's ``[block size, luma step, chroma step]``, as images record it)
+``streams`` ``f0``, ``f1``, ...: one frame payload each (:mod:`codec.video.coding`); with ``tone``, a
+            stream ``tone``: every frame's tone codes (:func:`codec.image.tone.encode_sequence`: the first
+            frame's on their own, each later one as its change from the one before), which the decoder
+            applies to the synthesized frames as an image decoder applies an image's
 
 The encoder writes each GOP as soon as its frames are coded, so memory does not grow with the clip;
 every GOP decodes on its own (it starts with an intra frame), so decoding can start at any GOP and a
@@ -33,10 +37,13 @@ import torch
 
 from .. import container
 from ..errors import CorruptStreamError, FormatError, InputError, ModelError
+from ..image import tone
 from ..image.coding import network_input, pixels_of
 from ..runtime import inference
 from . import temporal
 from .coding import VideoCoder
+from .gops import is_frame
+from .index_models import tone_for
 
 DEFAULT_GOP = 32
 CLIMB = 0.45  # rate control (``bpp``): the next GOP tries one level up when this one used at most this share of its budget
@@ -87,22 +94,22 @@ def encode_gops(
     """
     if gop < 1:
         raise ValueError("gop must be >= 1")
-    meta = {"fps": f"{header.fps.numerator}/{header.fps.denominator}", "rotation": header.rotation, "level": coder.level, "gop": gop}
+    meta = {"fps": f"{header.fps.numerator}/{header.fps.denominator}", "rotation": header.rotation, "gop": gop}
     if not intra_only:
         meta["prior"] = prior_hash
         if coder.exact_prior:
             meta["prior_dtype"] = "float64"
     first, level, spent, pixels = 0, None, 0, 0  # (rate control starts at the top level)
-    coder_at = functools.cache(coder.at_level) if bpp is not None else None  # (rate control: one coder per level tried)
+    coder_at = functools.cache(lambda level: coder.at_level(level, tone_for(coder.net, level)))  # (rate control: one coder per level tried)
     with inference():
         for group in _groups(frames, gop):
             if bpp is None:
-                payloads = []
-                for payload in _coded(group, coder, intra_only):
+                payloads, tones = [], []
+                for payload in _coded(group, coder, intra_only, tones):
                     payloads.append(payload)
                     if progress is not None:
                         progress(1)
-                yield _pack(payloads, group.size, first, model, meta)
+                yield _pack(payloads, tones, coder, group.size, first, model, meta)
             else:
                 top = coder.net.levels
                 frames_of_gop = list(group)
@@ -147,12 +154,15 @@ def _groups(frames: Iterable[np.ndarray], gop: int) -> Iterator[_Group]:
         index += group.count
 
 
-def _coded(frames: Iterable[np.ndarray], coder: VideoCoder, intra_only: bool) -> Iterator[bytes]:
-    """Frame payloads of one GOP: an intra frame, then inter frames (all intra with ``intra_only``)."""
+def _coded(frames: Iterable[np.ndarray], coder: VideoCoder, intra_only: bool, tones: list[np.ndarray]) -> Iterator[bytes]:
+    """Frame payloads of one GOP: an intra frame, then inter frames (all intra with ``intra_only``); each frame's
+    tone codes are appended to ``tones`` when the coder has a tone layer."""
     prev = None
     for frame in frames:
         x = network_input(frame, coder.net.pad_multiple)
         payload, prev = coder.encode_intra(x) if prev is None or intra_only else coder.encode_inter(x, prev)
+        if coder.tone is not None:
+            tones.append(tone.codes(network_input(frame, 1), coder.tone))
         yield payload
 
 
@@ -167,8 +177,9 @@ def _at_budget(
     level.  Each level tried codes the whole GOP (the first GOP starts at the top level)."""
     h, w = frames[0].shape[:2]
     while True:
-        payloads = list(_coded(frames, coder_at(level), intra_only))
-        data = _pack(payloads, (h, w), first, {**model, "quality": level}, {**meta, "level": level})
+        tones: list[np.ndarray] = []
+        payloads = list(_coded(frames, coder_at(level), intra_only, tones))
+        data = _pack(payloads, tones, coder_at(level), (h, w), first, {**model, "quality": level}, meta)
         if 8 * len(data) <= budget:
             return data, level, 8 * len(data) <= CLIMB * budget
         if level == 1:
@@ -179,9 +190,14 @@ def _at_budget(
         level -= 1
 
 
-def _pack(payloads: list[bytes], size: tuple[int, int], first: int, model: dict, meta: dict) -> bytes:
+def _pack(payloads: list[bytes], tones: list[np.ndarray], coder: VideoCoder, size: tuple[int, int], first: int, model: dict, meta: dict) -> bytes:
+    """One GOP's container: its frames' payloads, the coder's level and (if any) its tone layer with the frames' tone codes."""
     streams = [(f"f{i}", p) for i, p in enumerate(payloads)]
-    return container.pack(container.Container(kind="video", model=model, shape=[len(payloads), *size, 3], dtype="uint8", streams=streams, meta={**meta, "first": first}))
+    meta = {**meta, "level": coder.level, "first": first}
+    if coder.tone is not None:
+        streams.append(("tone", tone.encode_sequence(tones)))
+        meta["tone"] = coder.tone.meta()
+    return container.pack(container.Container(kind="video", model=model, shape=[len(payloads), *size, 3], dtype="uint8", streams=streams, meta=meta))
 
 
 class DamagedFrames(UserWarning):
@@ -198,31 +214,43 @@ SYNTHESIS_BATCH = 4
 def decode_gop(c: container.Container, coder: VideoCoder, last: np.ndarray | None, damaged: list[int]) -> Iterator[np.ndarray]:
     """The frames of one GOP as uint8 [H, W, 3], in order (synthesized a few at a time: :data:`SYNTHESIS_PIXELS`).
 
-    A frame whose indices equal its predecessor's (a static scene) is that frame again, without running
-    the synthesis transform.  From the first damaged frame on (an inter frame needs its predecessor) the GOP's frames are the last
-    good frame (``last``, or black at the start of a file) and their indices are appended to ``damaged``.
+    A frame whose indices equal its predecessor's (a static scene) is that frame again, without running the
+    synthesis transform (with other tone codes, that synthesis under its own tone).  From the first damaged frame on (an inter frame needs its predecessor) the GOP's
+    frames are the last good frame (``last``, or black at the start of a file) and their indices are appended to
+    ``damaged``; a damaged tone stream damages the whole GOP.
     """
     h, w = c.shape[1:3]
     m = coder.net.pad_multiple
     ph, pw = -(-h // m) * m, -(-w // m) * m
     shapes = coder.net.latent_shapes(ph, pw)
-    batch = max(1, min(SYNTHESIS_BATCH, SYNTHESIS_PIXELS // (ph * pw)))
-    prev, broken = None, False
+    batch = max(1, min(getattr(coder.net, "synthesis_batch", SYNTHESIS_BATCH), SYNTHESIS_PIXELS // (ph * pw)))
+    frames = [(name, payload) for name, payload in c.streams if is_frame(name)]
+    prev, prev_tone, broken = None, None, False
+    try:
+        tones = _tone_codes(c, coder, len(frames))
+    except CorruptStreamError:
+        tones, broken = None, True
     first = c.meta["first"]
-    plan: list[list[torch.Tensor] | None] = []  # frames decoded but not yet yielded: indices to synthesize, or None (repeat)
+    # frames decoded, not yet yielded: None (the last frame again) or (indices to synthesize, or None for the last
+    # synthesis again; tone codes or None)
+    plan: list[tuple[list[torch.Tensor] | None, np.ndarray | None] | None] = []
+    synthesized: torch.Tensor | None = None  # the last synthesis, before its tone
 
     def flush() -> Iterator[np.ndarray]:
-        nonlocal last
-        todo = [p for p in plan if p is not None]
+        nonlocal last, synthesized
+        todo = [p[0] for p in plan if p is not None and p[0] is not None]
         images = iter(coder.synthesize_many(todo) if todo else ())
         for p in plan:
             if p is not None:
-                last = pixels_of(next(images), h, w)
+                indices, codes = p
+                synthesized = next(images) if indices is not None else synthesized
+                image = synthesized if codes is None else tone.apply_means(synthesized, tone.means(codes, coder.tone), h, w, coder.tone)
+                last = pixels_of(image, h, w)
             yield last.copy() if last is not None else np.zeros((h, w, 3), np.uint8)  # (a copy: callers may change the arrays they get)
         plan.clear()
 
     with inference():
-        for i, (name, payload) in enumerate(c.streams):
+        for i, (name, payload) in enumerate(frames):
             if not broken and name in c.missing:
                 broken = True
             if not broken:
@@ -234,9 +262,21 @@ def decode_gop(c: container.Container, coder: VideoCoder, last: np.ndarray | Non
                 damaged.append(first + i)
                 plan.append(None)
                 continue
-            changed = prev is None or not all(torch.equal(a, b) for a, b in zip(indices, prev, strict=True))
-            plan.append(indices if changed else None)  # (unchanged indices: the same frame again, no synthesis)
-            prev = indices
-            if sum(p is not None for p in plan) == batch:
+            codes = tones[i] if tones is not None else None
+            same_indices = prev is not None and all(torch.equal(a, b) for a, b in zip(indices, prev, strict=True))
+            same_tone = codes is None or (prev_tone is not None and np.array_equal(codes, prev_tone))
+            plan.append(None if same_indices and same_tone else (None if same_indices else indices, codes))  # (no synthesis where the indices repeat)
+            prev, prev_tone = indices, codes
+            if sum(p is not None and p[0] is not None for p in plan) == batch:
                 yield from flush()
         yield from flush()
+
+
+def _tone_codes(c: container.Container, coder: VideoCoder, n: int) -> list[np.ndarray] | None:
+    """Every frame's tone codes of a GOP whose coder has a tone layer (else None); CorruptStreamError when they are unreadable."""
+    if coder.tone is None:
+        return None
+    names = [name for name, _ in c.streams]
+    if "tone" not in names or "tone" in c.missing:
+        raise CorruptStreamError("video GOP has no readable tone layer")
+    return tone.decode_sequence(c.stream("tone"), n, *c.shape[1:3], coder.tone)

@@ -53,7 +53,7 @@ def gops(data: bytes | mmap.mmap) -> tuple[list[Gop], int, int]:
     if not out:
         raise CorruptStreamError("no readable group of pictures in the video file (corrupt or not a video file)")
     for c in (g.head for g in out):
-        if c.kind != "video" or len(c.shape) != 4 or c.shape[3] != 3 or len(c.streams) != c.shape[0] or not isinstance(c.meta.get("first"), int):
+        if c.kind != "video" or len(c.shape) != 4 or c.shape[3] != 3 or sum(is_frame(name) for name, _ in c.streams) != c.shape[0] or not isinstance(c.meta.get("first"), int):
             raise FormatError("not a video file (or a damaged one): a GOP header does not describe video frames")
         if _network(c) != _network(out[0].head) or c.shape[1:] != out[0].head.shape[1:] or c.meta.get("fps") != out[0].head.meta.get("fps"):
             raise FormatError("video GOPs disagree about the model, frame size or frame rate")

@@ -8,7 +8,7 @@ from collections import Counter
 
 from .. import container, fileio
 from ..errors import CorruptStreamError, FormatError
-from .gops import gops
+from .gops import gops, is_frame
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".y4m", ".m4v", ".mpg", ".mpeg", ".ts")
 
@@ -37,7 +37,7 @@ def mapped_video(path: str | os.PathLike) -> mmap.mmap | bytes | None:
 
 def describe(data: bytes | mmap.mmap) -> dict:
     """Frames, fps, size, GOP layout (and how many GOPs each level coded), bytes and bits per pixel (all frames,
-    intra frames, inter frames).
+    intra frames, inter frames, and the tone layer of VQGAN-cluster files).
 
     ``data`` may be a memory map: GOPs are read one at a time (:func:`codec.video.gops.gops`, which
     skips a GOP with a damaged header and lists damaged or cut-off frames, as decoding does).
@@ -45,9 +45,12 @@ def describe(data: bytes | mmap.mmap) -> dict:
     index, skipped, start = gops(data)
     first = index[0].head
     sizes: dict[str, list[int]] = {"intra": [], "inter": []}
-    damaged = 0
+    damaged, tone_bytes = 0, 0
     for gop in index:
         for name, _ in gop.head.streams:
+            if not is_frame(name):
+                tone_bytes += gop.head.spans[name][1] if name == "tone" else 0
+                continue
             if name in gop.head.missing:
                 damaged += 1
                 continue
@@ -80,6 +83,8 @@ def describe(data: bytes | mmap.mmap) -> dict:
         if values:
             out[f"{kind}_frames"] = len(values)
             out[f"{kind}_bpp"] = round(8 * sum(values) / (len(values) * h * w), 5)
+    if tone_bytes:
+        out["tone_bpp"] = round(8 * tone_bytes / (frames * h * w), 5)
     return out
 
 
