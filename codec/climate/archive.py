@@ -95,7 +95,7 @@ class ErrorStats:
         return {"rmse": rmse, "max_abs_error": self.max_abs, "nrmse": rmse / span if span > 0 else 0.0, "valid_points": self.count}
 
 
-RECORD_VERSION = 4  # field records written now (fieldcodec.RECORD_VERSIONS are read)
+RECORD_VERSION = 5  # field records written now (fieldcodec.RECORD_VERSIONS are read)
 
 
 def field_spec(var: GridVariable, bound: float | None, record_version: int | None = None) -> fieldcodec.FieldSpec:

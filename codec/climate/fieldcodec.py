@@ -6,6 +6,7 @@ Record layout (little-endian)::
     len_z u4, len_y u4, len_r u4
     grid u1                (record versions 2, 3) log2 of the factor s of the coded grid; 255 = no network
     low f4, high f4        (record version 3) the field's range over its valid points, rounded outwards
+    flags u1               (record version 5) bit 0: the decoded values are rounded to integers
     z, y                   the VAEformer's hyper-latent and latent bytes
     r                      residual bytes of the error bound (empty without a bound)
 
@@ -50,6 +51,13 @@ that is both shorter and at least as accurate (MSE) as the network's record: on 
 zero or flat regions the residual coder's error is far below its bound there, so it often wins on
 both counts.  Otherwise the layout is that of version 3.
 
+**Integers.**  From record version 5 a field whose valid values are all integers (precipitation type,
+soil and vegetation types, counts: categories that GRIB and float netCDF store as floats) may decode
+to integers: the encoder rounds what the decoder will give and sets flag bit 0 only when that is no
+worse at any point and in MSE (so every bound and every quality's promise still holds); a category
+then decodes as a category, not as 3.7.  Packed and integer-typed variables already snap to their
+integer grid (:mod:`codec.climate.errorbound`) and never set it.  Otherwise the layout is that of version 4.
+
 **Range.**  From record version 3 every decoded point is clipped to the source field's own range
 (``low``, ``high``): the true value lies in it, so clipping only ever moves a decoded point closer
 (RMSE and max error can only drop, a bound keeps holding), and a field that is never negative
@@ -77,7 +85,10 @@ from . import errorbound
 _HEAD = struct.Struct("<ddIII")
 _HEAD_V2 = struct.Struct("<ddIIIB")
 _HEAD_V3 = struct.Struct("<ddIIIBff")
-RECORD_VERSIONS = (1, 2, 3, 4)
+_HEAD_V5 = struct.Struct("<ddIIIBffB")
+RECORD_VERSIONS = (1, 2, 3, 4, 5)
+INTEGERS = 1  # record version 5 flag: decoded values are rounded to integers
+MAX_INTEGER = 1 << 24  # integer-valued fields: only values float32 holds exactly
 GRID_FACTORS = (1, 2, 4, 8, 16)  # coded grid = field grid / s
 NO_NETWORK, NO_NETWORK_CODE = 0, 255  # grid byte 255: no network bytes, the residual codes the field around its mean
 MIN_GRID_POINTS = 16  # a coarse grid keeps at least this many rows and columns (or the field's own, if fewer)
@@ -100,12 +111,13 @@ class FieldSpec:
     bound: float | None = None
     packing: tuple[float, float] | None = None
     int_range: tuple[int, int] | None = None  # storable integers of a packed variable
-    record_version: int = 1  # 2: the encoder chooses the coded grid; 3: and the record holds the field's range; 4: residual coder 2
+    record_version: int = 1  # 2: the encoder chooses the coded grid; 3: and the record holds the field's range; 4: residual coder 2;
+    # 5: and a flags byte (integer-valued fields)
 
     @property
     def head(self) -> struct.Struct:
         """The record header of this version."""
-        return {2: _HEAD_V2, 3: _HEAD_V3, 4: _HEAD_V3}.get(self.record_version, _HEAD)
+        return {2: _HEAD_V2, 3: _HEAD_V3, 4: _HEAD_V3, 5: _HEAD_V5}.get(self.record_version, _HEAD)
 
     @property
     def residual_coder(self) -> int:
@@ -225,6 +237,24 @@ def field_range(field: np.ndarray) -> tuple[float, float]:
 
 def encode(net: LevelCoder, field: np.ndarray, spec: FieldSpec) -> tuple[bytes, np.ndarray]:
     """Record bytes of ``field`` (float64, NaN = missing) and the reconstruction a decoder will produce."""
+    record, out = _encode(net, field, spec)
+    if spec.record_version < 5 or spec.packing is not None or not _integer_valued(field):
+        return record, out
+    rounded = np.round(out)
+    valid = ~np.isnan(field)
+    if valid.any() and np.abs(rounded - field)[valid].max() <= np.abs(out - field)[valid].max() and _mse(field, rounded, valid) <= _mse(field, out, valid):
+        return record[: spec.head.size - 1] + bytes([INTEGERS]) + record[spec.head.size :], rounded
+    return record, out
+
+
+def _integer_valued(field: np.ndarray) -> bool:
+    """Whether every valid value of ``field`` is an integer that float32 holds exactly."""
+    values = field[~np.isnan(field)]
+    return bool(values.size) and bool(np.all(values == np.round(values))) and float(np.abs(values).max()) <= MAX_INTEGER
+
+
+def _encode(net: LevelCoder, field: np.ndarray, spec: FieldSpec) -> tuple[bytes, np.ndarray]:
+    """:func:`encode` without the integer flag (version 5 records carry flags 0 here)."""
     mean, std = field_stats(field)
     if np.isnan(mean):
         return _record(spec, mean, std, b"", b"", b"", 1, (np.nan, np.nan)), np.full(spec.shape, np.nan)
@@ -391,6 +421,8 @@ def _record(spec: FieldSpec, mean: float, std: float, z: bytes, y: bytes, r: byt
     extra = (NO_NETWORK_CODE if s == NO_NETWORK else s.bit_length() - 1,) if spec.record_version >= 2 else ()
     if spec.record_version >= 3:
         extra += tuple(span)
+    if spec.record_version >= 5:
+        extra += (0,)  # flags (:func:`encode` sets them)
     return spec.head.pack(mean, std, len(z), len(y), len(r), *extra) + z + y + r
 
 
@@ -413,8 +445,18 @@ def decode(net: LevelCoder, record: bytes, spec: FieldSpec, valid: np.ndarray) -
     head = spec.head
     if len(record) < head.size:
         raise CorruptStreamError("field record truncated")
+    flags = record[head.size - 1] if spec.record_version >= 5 else 0
+    if flags & ~INTEGERS:
+        raise CorruptStreamError("field record has unknown flags (made by a newer version?)")
+    out = _decode(net, record, spec, valid)
+    return np.round(out) if flags & INTEGERS else out
+
+
+def _decode(net: LevelCoder, record: bytes, spec: FieldSpec, valid: np.ndarray) -> np.ndarray:
+    """:func:`decode` before the record's flags apply."""
+    head = spec.head
     mean, std, lz, ly, lr, *extra = head.unpack_from(record)
-    grid, span = extra[:1], (tuple(extra[1:]) if spec.record_version >= 3 else None)
+    grid, span = extra[:1], (tuple(extra[1:3]) if spec.record_version >= 3 else None)
     s = 1 if not grid else NO_NETWORK if grid[0] == NO_NETWORK_CODE else 1 << min(grid[0], 31)
     if s not in (*GRID_FACTORS, NO_NETWORK) or (s == NO_NETWORK and (lz or ly or not lr)):
         raise CorruptStreamError("field record has an unknown grid factor")

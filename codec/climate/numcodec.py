@@ -17,7 +17,7 @@ decoded point is within that bound; the encoder checks it on every chunk before 
 
 Chunk layout (little-endian)::
 
-    magic "CZC" + format u1 (3: field records of version 4; 2: version 3, clipped to each field's range; 1: version 2),
+    magic "CZC" + format u1 (4: field records of version 5, integer-valued fields may round; 3: version 4; 2: version 3, clipped to each field's range; 1: version 2),
         dtype u1 (4 = float32, 8 = float64), ndim u1, shape u4 x ndim
     per field: len_mask u4, len_record u4, mask (zlib of the packed NaN bits; empty if none), record
     crc32 u4 of everything before
@@ -45,8 +45,8 @@ from .masks import pack_missing, unpack_valid
 CODEC_ID = "codec"
 ZARR_NAME = "numcodecs.codec"  # the name a Zarr 3 store records (numcodecs codecs are "numcodecs.<id>")
 MAGIC = b"CZC"
-VERSION = 3  # chunk format written now
-RECORDS = {1: 2, 2: 3, 3: 4}  # chunk format -> the field record version its fields use (fieldcodec.RECORD_VERSIONS)
+VERSION = 4  # chunk format written now
+RECORDS = {1: 2, 2: 3, 3: 4, 4: 5}  # chunk format -> the field record version its fields use (fieldcodec.RECORD_VERSIONS)
 _HEAD = struct.Struct("<3sBBB")
 _FIELD = struct.Struct("<II")
 _U32 = struct.Struct("<I")

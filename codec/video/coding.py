@@ -98,7 +98,7 @@ class VideoCoder:
             current.get(coarse) if coarse is not None else None,
             prev[coarse] if coarse is not None else None,
             hit_rate / 255,
-            scale + temporal.SCALES - len(prev),  # (scales counted from the coarsest: VQGAN's one map is a coarsest scale)
+            temporal.scale_slot(scale, len(prev)),
         )
         cands = temporal.candidates(prev[scale])
         with torch.inference_mode():
