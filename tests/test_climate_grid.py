@@ -154,6 +154,27 @@ def test_version_4_keeps_the_residual_alone_only_when_shorter_and_as_accurate(ne
                 fieldcodec.decode(net.at_level(3), forged, s4, valid)
 
 
+def test_residual_alone_search_goes_coarser_while_as_accurate_even_past_a_longer_start():
+    """On a field that is mostly exactly zero the residual coder's error lies far below its bound: the search keeps
+    going coarser while it stays as accurate as the network, although its start (2x the RMSE) was longer."""
+    field = _snow((181, 360))
+    s4 = spec(field.shape, version=4)
+    valid = np.ones(field.shape, bool)
+    mean, std = fieldcodec.field_stats(field)
+    span = fieldcodec.field_range(field)
+    network = field + np.random.default_rng(13).normal(0, 1.0, field.shape)
+    rmse = fieldcodec._mse(field, network, valid) ** 0.5
+    trials = {c: fieldcodec._residual_alone(field, valid, s4, mean, std, span, c * rmse) for c in fieldcodec.ALONE_FACTORS}
+    accurate = [c for c in fieldcodec.ALONE_FACTORS if fieldcodec._mse(field, trials[c][1], valid) <= rmse**2]
+    loosest = max(c for c in accurate if all(a in accurate for a in fieldcodec.ALONE_FACTORS if fieldcodec.ALONE_START <= a <= c))
+    assert loosest > fieldcodec.ALONE_START and len(trials[loosest][0]) < len(trials[fieldcodec.ALONE_START][0])
+    network_record = b"n" * (len(trials[fieldcodec.ALONE_START][0]) - 1)  # shorter than the start, longer than the loosest
+    record, out = fieldcodec._residual_alone_if_better(field, valid, s4, mean, std, span, network_record, network)
+    assert record == trials[loosest][0] and np.array_equal(out, trials[loosest][1])
+    shortest = b"n" * (len(trials[loosest][0]) - 1)
+    assert fieldcodec._residual_alone_if_better(field, valid, s4, mean, std, span, shortest, network)[0] is shortest
+
+
 def test_version_4_tries_the_residual_alone_only_on_fields_the_grid_search_ran_on(net, monkeypatch):
     """A 2.5-degree field (no grid search) keeps the network without the trials, which would double its encode time."""
 

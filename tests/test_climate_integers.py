@@ -47,7 +47,7 @@ def test_integer_fields_round_only_where_no_worse(net, level, bound):
     np.testing.assert_array_equal(fieldcodec.decode(coder, record, s5, valid), out)
     assert len(record) == len(plain) + 1 and record[s5.head.size :] == plain[s4.head.size :]  # the same coding, plus the flags
     err, plain_err = np.abs(out - field)[valid], np.abs(plain_out - field)[valid]
-    assert err.max() <= plain_err.max() and np.mean(err**2) <= np.mean(plain_err**2)
+    assert np.all(err <= plain_err)  # no point moves further off
     if flags(record, s5):
         assert np.array_equal(out[valid], np.round(out[valid])) and not np.array_equal(plain_out[valid], np.round(plain_out[valid]))
     else:

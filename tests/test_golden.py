@@ -79,7 +79,7 @@ def test_encoding_again_gives_the_same_file(entry):
     if data == committed:
         return
     new, old = container.unpack(data), container.unpack(committed)
-    assert (new.kind, new.model, new.shape, [n for n, _ in new.streams]) == (old.kind, old.model, old.shape, [n for n, _ in old.streams])
+    assert (new.kind, new.model, new.shape, new.meta, [n for n, _ in new.streams]) == (old.kind, old.model, old.shape, old.meta, [n for n, _ in old.streams])
     assert abs(len(data) - len(committed)) <= max(16, len(committed) // 50), f"{entry['file']}: {len(data)} bytes, committed {len(committed)}"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", api.LostPackets)

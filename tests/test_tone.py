@@ -127,3 +127,27 @@ def test_a_forged_tone_header_fails_in_one_line(tiny_ladder, photo):
 def test_mcquic_files_have_no_tone_layer(tiny_weights, photo):
     c = container.unpack(codec.encode(photo, weights=tiny_weights))
     assert "tone" not in c.meta and "tone" not in dict(c.streams)
+
+
+@pytest.mark.parametrize("n", [1, 2, 5])
+def test_tone_sequences_round_trip_and_still_frames_cost_almost_nothing(n):
+    """A video GOP's tone stream: the first frame's codes on their own, each later frame's as its change."""
+    settings = tone.ToneSettings(8, 4, 4)
+    base = _smooth_colour_image()
+    frames = [tone.codes((base * (1 + 0.05 * k)).clamp(0, 1), settings) for k in range(n)]
+    data = tone.encode_sequence(frames)
+    back = tone.decode_sequence(data, n, 70, 101, settings)
+    assert len(back) == n and all(np.array_equal(a, b) for a, b in zip(frames, back, strict=True))
+    if n == 1:
+        assert data == tone.encode(base, settings)  # an image's tone stream
+    still = tone.encode_sequence([frames[0]] * 8)
+    assert len(still) < len(tone.encode_sequence(frames[:1])) + 16  # 7 unchanged frames: a few bytes
+
+
+@pytest.mark.parametrize("cut", [b"", b"\x01\x01\x01", bytes([0, 0, 0, 255, 0, 0]) + bytes(8), None])
+def test_corrupt_tone_sequences_are_stream_errors(cut):
+    settings = tone.ToneSettings(8, 4, 4)
+    frames = [tone.codes(_smooth_colour_image(), settings)] * 3
+    data = tone.encode_sequence(frames)
+    with pytest.raises(CorruptStreamError):
+        tone.decode_sequence(data[:-1] if cut is None else cut, 3, 70, 101, settings)

@@ -448,7 +448,12 @@ def test_vqgan_video_bytes_do_not_depend_on_the_thread_count_and_bpp_picks_level
     assert codec.encode(str(clips["pan"]), model="vqgan", bpp=budget, gop=4) == top  # the top level fits: the same file
     lower = codec.encode(str(clips["pan"]), model="vqgan", bpp=budget * 0.8, gop=4)
     assert 8 * len(lower) / (7 * 29 * 37) <= budget * 0.8
-    assert set(codec.info(lower)["levels"]) <= {"1", "2", "3"} and len(codec.decode(lower).to_array()) == 7
+    parts = container.split(lower)
+    heads = [container.unpack(p).meta for p in parts]
+    assert len({h["level"] for h in heads}) > 1 and len({tuple(h["tone"]) for h in heads}) > 1  # levels and tone settings change
+    whole = codec.decode(lower).to_array()
+    alone = np.concatenate([codec.decode(p).to_array() for p in parts])  # each GOP decoded with its own level and tone
+    assert whole.shape == (7, 29, 37, 3) and np.array_equal(whole, alone)
 
 
 def test_vqgan_video_through_the_cli_and_damaged_vqgan_frames_are_named(vqgan_video, clips, tmp_path, capsys):
@@ -457,7 +462,8 @@ def test_vqgan_video_through_the_cli_and_damaged_vqgan_frames_are_named(vqgan_vi
     assert code == 0, err
     assert json.loads(stdout)["frames"] == 7
     c = container.unpack(out.read_bytes())
-    c.streams[3] = (c.streams[3][0], c.streams[3][1][:2])  # an inter frame cut short
+    k = [name for name, _ in c.streams].index("f3")
+    c.streams[k] = ("f3", c.streams[k][1][:2])  # an inter frame cut short
     with pytest.warns(file.DamagedFrames, match="3-6"):
         frames = codec.decode(container.pack(c)).to_array()
     assert frames.shape == (7, 29, 37, 3) and np.array_equal(frames[3], frames[2])
@@ -475,7 +481,12 @@ def test_vqgan_frames_repeat_their_synthesis_under_their_own_tone(vqgan_video, c
     from codec.image import tone
     from codec.video.coding import VideoCoder
 
-    data = codec.encode(str(clips["static"]), model="vqgan", quality=3, gop=7)
+    fade = clips["static"].parent / "fade.mkv"  # a still scene growing brighter: the tone changes, the indices need not
+    still = next(io.read_frames(clips["static"])).astype(np.float64)
+    with io.FrameWriter(fade, 25, 37, 29) as writer:
+        for k in range(7):
+            writer.write(np.clip(still * (0.8 + 0.06 * k), 0, 255).round().astype(np.uint8))
+    data = codec.encode(str(fade), model="vqgan", quality=3, gop=7)
     calls = []
     original = VideoCoder.synthesize_many
     monkeypatch.setattr(VideoCoder, "synthesize_many", lambda self, frames: calls.extend(frames) or original(self, frames))
@@ -487,9 +498,28 @@ def test_vqgan_frames_repeat_their_synthesis_under_their_own_tone(vqgan_video, c
     codes = tone.decode_sequence(c.stream("tone"), 7, 29, 37, coder.tone)
     m = coder.net.pad_multiple
     shapes = coder.net.latent_shapes(-(-29 // m) * m, -(-37 // m) * m)
-    prev = None
+    prev, tone_only = None, 0
     with torch.inference_mode():
         for k, (_, payload) in enumerate(s for s in c.streams if s[0] != "tone"):
-            prev = coder.decode_indices(payload, prev, shapes)
+            indices = coder.decode_indices(payload, prev, shapes)
+            same = prev is not None and all(torch.equal(a, b) for a, b in zip(indices, prev, strict=True))
+            tone_only += same and not np.array_equal(codes[k], codes[k - 1])
+            prev = indices
             image = tone.apply_means(coder.synthesize(prev), tone.means(codes[k], coder.tone), 29, 37, coder.tone)
             assert np.abs(frames[k].astype(np.int16) - codec.image.coding.pixels_of(image, 29, 37)).max() <= 1
+    assert tone_only >= 1  # (the case under test: repeated indices, a new tone)
+
+
+def test_vqgan_damage_a_cut_file_and_a_lost_tone_layer_name_their_frames(vqgan_video, clips):
+    data = codec.encode(str(clips["pan"]), model="vqgan", quality=2, gop=4)
+    clean = codec.decode(data).to_array()
+    with pytest.warns(file.DamagedFrames, match="damaged frames 6 "):  # the last frame cut off: the GOP keeps frames 4-5
+        cut = codec.decode(data[:-8]).to_array()
+    assert cut.shape == clean.shape and np.array_equal(cut[:6], clean[:6])
+    parts = container.split(data)
+    c = container.unpack(parts[1])
+    assert c.streams[0][0] == "tone"
+    c.streams = c.streams[1:]  # the second GOP without its tone layer: all its frames are damaged, the first GOP's are not
+    with pytest.warns(file.DamagedFrames, match="damaged frames 4-6"):
+        frames = codec.decode(parts[0] + container.pack(c)).to_array()
+    assert np.array_equal(frames[:4], clean[:4]) and all(np.array_equal(f, clean[3]) for f in frames[4:])

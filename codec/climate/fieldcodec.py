@@ -54,7 +54,7 @@ both counts.  Otherwise the layout is that of version 3.
 **Integers.**  From record version 5 a field whose valid values are all integers (precipitation type,
 soil and vegetation types, counts: categories that GRIB and float netCDF store as floats) may decode
 to integers: the encoder rounds what the decoder will give and sets flag bit 0 only when that is no
-worse at any point and in MSE (so every bound and every quality's promise still holds); a category
+worse at any point (so every bound and every quality's promise still holds); a category
 then decodes as a category, not as 3.7.  Packed and integer-typed variables already snap to their
 integer grid (:mod:`codec.climate.errorbound`) and never set it.  Otherwise the layout is that of version 4.
 
@@ -94,7 +94,7 @@ NO_NETWORK, NO_NETWORK_CODE = 0, 255  # grid byte 255: no network bytes, the res
 MIN_GRID_POINTS = 16  # a coarse grid keeps at least this many rows and columns (or the field's own, if fewer)
 SEARCH_START_POINTS = 1 << 15  # the grid search starts at the finest grid with at most this many points
 ALONE_MAX_GRID = 2  # record version 4, network levels: fields the network codes on grids at most this coarse also try the residual alone
-ALONE_FACTORS = (1.5, 2.0, 3.0, 4.0)  # ... at bounds of these multiples of the network's RMSE (searched from ALONE_START)
+ALONE_FACTORS = (1.5, 2.0, 3.0, 4.0, 6.0, 8.0)  # ... at bounds of these multiples of the network's RMSE (searched from ALONE_START)
 ALONE_START = 2.0
 PROBE_CENTRES = ((0.25, 0.125), (0.25, 0.625), (0.75, 0.375), (0.75, 0.875))  # windows a finer grid is tried on first (fractions of rows, columns)
 PROBE_POINTS = 1 << 13  # ... each about this many points of the finer grid
@@ -242,7 +242,7 @@ def encode(net: LevelCoder, field: np.ndarray, spec: FieldSpec) -> tuple[bytes, 
         return record, out
     rounded = np.round(out)
     valid = ~np.isnan(field)
-    if valid.any() and np.abs(rounded - field)[valid].max() <= np.abs(out - field)[valid].max() and _mse(field, rounded, valid) <= _mse(field, out, valid):
+    if valid.any() and np.all(np.abs(rounded - field)[valid] <= np.abs(out - field)[valid]):  # (so max error and MSE too)
         return record[: spec.head.size - 1] + bytes([INTEGERS]) + record[spec.head.size :], rounded
     return record, out
 
@@ -304,32 +304,34 @@ def _residual_alone_if_better(
     limit: float = np.inf,
 ) -> tuple[bytes, np.ndarray]:
     """``(record, out)`` of the network (plus its refinement), or of the residual coder alone when that is both
-    shorter and no less accurate (MSE).  Bounds tried: ``c`` x the record's RMSE, ``c`` from
-    :data:`ALONE_START` up through :data:`ALONE_FACTORS` while each passes (the last passing one is kept),
-    or down once if the start was too inaccurate; none above ``limit`` (a refinement quality's pointwise bound)."""
+    shorter and no less accurate (MSE).  Bounds tried: ``c`` x the record's RMSE, ``c`` from :data:`ALONE_START`
+    up through :data:`ALONE_FACTORS` while each stays as accurate as the network (the last such one is kept: the
+    loosest, so the shortest), or down while too inaccurate and still shorter; none above ``limit`` (a refinement
+    quality's pointwise bound).  On fields with exactly zero or flat regions the residual coder's error lies far
+    below its bound, so the accurate bound can be many times the network's RMSE."""
     mse = _mse(field, out, valid)
     if mse == 0:
         return record, out
     bounds = sorted({min(c * mse**0.5, limit) for c in ALONE_FACTORS})  # (distinct: the limit may cap several)
 
-    def trial(bound: float) -> tuple[bytes, np.ndarray, bool, bool]:
+    def trial(bound: float) -> tuple[bytes, np.ndarray, bool]:
         candidate, alone = _residual_alone(field, valid, spec, mean, std, span, bound)
-        return candidate, alone, len(candidate) < len(record), _mse(field, alone, valid) <= mse
+        return candidate, alone, _mse(field, alone, valid) <= mse
 
-    start = bounds.index(min(ALONE_START * mse**0.5, limit))
-    candidate, alone, shorter, accurate = trial(bounds[start])
-    if not (shorter and accurate):
-        if not shorter or start == 0:
-            return record, out
-        candidate, alone, shorter, accurate = trial(bounds[start - 1])  # finer: more bytes, less error
-        return (candidate, alone) if shorter and accurate else (record, out)
+    i = bounds.index(min(ALONE_START * mse**0.5, limit))
+    candidate, alone, accurate = trial(bounds[i])
+    while not accurate and len(candidate) < len(record) and i > 0:  # finer: more bytes, less error
+        i -= 1
+        candidate, alone, accurate = trial(bounds[i])
+    if not accurate:
+        return record, out
     best = candidate, alone
-    for bound in bounds[start + 1 :]:  # coarser while it stays as accurate as the network
-        candidate, alone, shorter, accurate = trial(bound)
-        if not (shorter and accurate):
+    for bound in bounds[i + 1 :]:  # coarser (fewer bytes) while as accurate as the network
+        candidate, alone, accurate = trial(bound)
+        if not accurate:
             break
         best = candidate, alone
-    return best
+    return best if len(best[0]) < len(record) else (record, out)
 
 
 def _clip(values: np.ndarray, span: tuple[float, float] | None) -> np.ndarray:

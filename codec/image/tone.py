@@ -12,7 +12,8 @@ where ``up`` is bicubic upsampling from block centres, so edges and texture stay
 the large-scale tone becomes the source's.  The quantized means are integer codes on an absolute
 grid; each plane is coded losslessly as its planar prediction error (``k - up - left + up-left``,
 inverted by two cumulative sums) with the one Gaussian table (:mod:`codec.entropy.gaussian`) that
-codes it shortest.  Stream: three table indices (one byte per plane), then the range-coded codes.
+codes it shortest.  Stream: three table indices (one byte per plane), then the range-coded codes (a video
+GOP's :func:`encode_sequence` adds three more for the later frames' changes).
 
 The layer depends only on the source and the image size, never on the network's output, so its
 bytes are identical on every CPU and thread count.

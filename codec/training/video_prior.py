@@ -69,7 +69,7 @@ def examples(coder, clip: list[np.ndarray]) -> Iterator[tuple[Tensor, Tensor, Te
             for scale in range(len(current)):
                 coarse = scale + 1 if scale + 1 < len(current) else None
                 hit_rate = round(255 * float((current[scale] == prev[scale]).float().mean())) / 255
-                slot = temporal.scale_slot(scale, len(current))
+                slot = coder.prior_slot(scale)
                 feats = temporal.features(prev[scale], current[coarse] if coarse else None, prev[coarse] if coarse else None, hit_rate, slot)
                 yield feats, temporal.candidates(prev[scale]), current[scale]
         prev = current

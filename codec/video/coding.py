@@ -71,6 +71,12 @@ class VideoCoder:
         self._intra_bits = [torch.from_numpy(-np.log2(table_to_probabilities(f))).float() for f in self._freqs]
         self._groups = quantizers[0].groups
 
+    def prior_slot(self, scale: int) -> int:
+        """The prior's scale input (one-hot of ``temporal.SCALES``) for ``scale`` of the image model: the scale itself
+        (McQuic), or what the index model says (``prior_slots``: VQGAN-cluster's one map is a coarsest scale)."""
+        slots = getattr(self.net, "prior_slots", None)
+        return slots[scale] if slots is not None else scale
+
     # -- intra -------------------------------------------------------------------------------------
 
     def encode_intra(self, x: Tensor) -> tuple[bytes, list[Tensor]]:
@@ -98,7 +104,7 @@ class VideoCoder:
             current.get(coarse) if coarse is not None else None,
             prev[coarse] if coarse is not None else None,
             hit_rate / 255,
-            temporal.scale_slot(scale, len(prev)),
+            self.prior_slot(scale),
         )
         cands = temporal.candidates(prev[scale])
         with torch.inference_mode():

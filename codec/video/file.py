@@ -10,10 +10,10 @@ self-describing (magic, version, model id and weights hash, checksums; :mod:`cod
             absent for intra-only files), ``prior_dtype`` (``"float64"``: the prior ran in float64, as in
             every file written since 2026-12-03; absent: float32), ``gop`` (the intra period the encoder used),
             ``tone`` (VQGAN-cluster: the tone layer's ``[block size, luma step, chroma step]``, as images record it)
-``streams`` ``f0``, ``f1``, ...: one frame payload each (:mod:`codec.video.coding`); with ``tone``, a
-            stream ``tone``: every frame's tone codes (:func:`codec.image.tone.encode_sequence`: the first
+``streams`` with ``tone``, first, a stream ``tone``: every frame's tone codes (:func:`codec.image.tone.encode_sequence`: the first
             frame's on their own, each later one as its change from the one before), which the decoder
-            applies to the synthesized frames as an image decoder applies an image's
+            applies to the synthesized frames as an image decoder applies an image's; then ``f0``, ``f1``, ...:
+            one frame payload each (:mod:`codec.video.coding`)
 
 The encoder writes each GOP as soon as its frames are coded, so memory does not grow with the clip;
 every GOP decodes on its own (it starts with an intra frame), so decoding can start at any GOP and a
@@ -100,16 +100,16 @@ def encode_gops(
         if coder.exact_prior:
             meta["prior_dtype"] = "float64"
     first, level, spent, pixels = 0, None, 0, 0  # (rate control starts at the top level)
-    coder_at = functools.cache(lambda level: coder.at_level(level, tone_for(coder.net, level)))  # (rate control: one coder per level tried)
+    coder_at = functools.cache(lambda level: coder.at_level(level, tone_for(coder.net, level)))  # (used by rate control: one coder per level tried)
     with inference():
         for group in _groups(frames, gop):
             if bpp is None:
-                payloads, tones = [], []
-                for payload in _coded(group, coder, intra_only, tones):
-                    payloads.append(payload)
+                coded = []
+                for frame in _coded(group, coder, intra_only):
+                    coded.append(frame)
                     if progress is not None:
                         progress(1)
-                yield _pack(payloads, tones, coder, group.size, first, model, meta)
+                yield _pack(coded, coder, group.size, first, model, meta)
             else:
                 top = coder.net.levels
                 frames_of_gop = list(group)
@@ -154,16 +154,14 @@ def _groups(frames: Iterable[np.ndarray], gop: int) -> Iterator[_Group]:
         index += group.count
 
 
-def _coded(frames: Iterable[np.ndarray], coder: VideoCoder, intra_only: bool, tones: list[np.ndarray]) -> Iterator[bytes]:
-    """Frame payloads of one GOP: an intra frame, then inter frames (all intra with ``intra_only``); each frame's
-    tone codes are appended to ``tones`` when the coder has a tone layer."""
+def _coded(frames: Iterable[np.ndarray], coder: VideoCoder, intra_only: bool) -> Iterator[tuple[bytes, np.ndarray | None]]:
+    """``(payload, tone codes or None)`` of every frame of one GOP: an intra frame, then inter frames (all intra with
+    ``intra_only``); tone codes when the coder has a tone layer."""
     prev = None
     for frame in frames:
         x = network_input(frame, coder.net.pad_multiple)
         payload, prev = coder.encode_intra(x) if prev is None or intra_only else coder.encode_inter(x, prev)
-        if coder.tone is not None:
-            tones.append(tone.codes(network_input(frame, 1), coder.tone))
-        yield payload
+        yield payload, None if coder.tone is None else tone.codes(network_input(frame, 1), coder.tone)
 
 
 def _at_budget(
@@ -177,9 +175,7 @@ def _at_budget(
     level.  Each level tried codes the whole GOP (the first GOP starts at the top level)."""
     h, w = frames[0].shape[:2]
     while True:
-        tones: list[np.ndarray] = []
-        payloads = list(_coded(frames, coder_at(level), intra_only, tones))
-        data = _pack(payloads, tones, coder_at(level), (h, w), first, {**model, "quality": level}, meta)
+        data = _pack(list(_coded(frames, coder_at(level), intra_only)), coder_at(level), (h, w), first, {**model, "quality": level}, meta)
         if 8 * len(data) <= budget:
             return data, level, 8 * len(data) <= CLIMB * budget
         if level == 1:
@@ -190,12 +186,13 @@ def _at_budget(
         level -= 1
 
 
-def _pack(payloads: list[bytes], tones: list[np.ndarray], coder: VideoCoder, size: tuple[int, int], first: int, model: dict, meta: dict) -> bytes:
-    """One GOP's container: its frames' payloads, the coder's level and (if any) its tone layer with the frames' tone codes."""
+def _pack(coded: list[tuple[bytes, np.ndarray | None]], coder: VideoCoder, size: tuple[int, int], first: int, model: dict, meta: dict) -> bytes:
+    """One GOP's container: its frames' payloads (:func:`_coded`), the coder's level and (if any) its tone layer with the frames' tone codes."""
+    payloads, tones = [p for p, _ in coded], [t for _, t in coded]
     streams = [(f"f{i}", p) for i, p in enumerate(payloads)]
     meta = {**meta, "level": coder.level, "first": first}
-    if coder.tone is not None:
-        streams.append(("tone", tone.encode_sequence(tones)))
+    if coder.tone is not None:  # (first: a GOP cut off in its last frames keeps its tone layer)
+        streams.insert(0, ("tone", tone.encode_sequence(tones)))
         meta["tone"] = coder.tone.meta()
     return container.pack(container.Container(kind="video", model=model, shape=[len(payloads), *size, 3], dtype="uint8", streams=streams, meta=meta))
 

@@ -8,14 +8,21 @@ from __future__ import annotations
 
 import dataclasses
 import mmap
+import re
 
 from .. import container
 from ..errors import CorruptStreamError, FormatError
 
 
 def is_frame(name: str) -> bool:
-    """Frame streams (``f0``, ``f1``, ...) are erasable: a damaged one is listed as missing, not fatal."""
-    return name.startswith("f")
+    """Whether a GOP's stream called ``name`` is a frame's (``f0``, ``f1``, ...)."""
+    return re.fullmatch(r"f\d+", name) is not None
+
+
+def is_erasable(name: str) -> bool:
+    """Frame streams and the tone layer (``tone``, first in a GOP) are erasable: a damaged one is listed as missing,
+    not fatal, so a GOP cut off in its frames keeps the frames before the cut."""
+    return is_frame(name) or name == "tone"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +48,7 @@ def gops(data: bytes | mmap.mmap) -> tuple[list[Gop], int, int]:
     while pos < len(data):
         try:
             n = container.length(data[pos : pos + container.head_bytes()])
-            c = container.unpack(data[pos : pos + n], erasable=is_frame)
+            c = container.unpack(data[pos : pos + n], erasable=is_erasable)
             out.append(Gop(pos, n, dataclasses.replace(c, streams=[(name, b"") for name, _ in c.streams])))
             start = (0 if skipped else out[0].head.meta.get("first")) if start is None else start
         except (CorruptStreamError, FormatError):
@@ -62,7 +69,7 @@ def gops(data: bytes | mmap.mmap) -> tuple[list[Gop], int, int]:
 
 def load(data: bytes | mmap.mmap, gop: Gop) -> container.Container:
     """The GOP's container with its frame payloads (as :func:`gops` checked it)."""
-    return container.unpack(data[gop.pos : gop.pos + gop.length], erasable=is_frame)
+    return container.unpack(data[gop.pos : gop.pos + gop.length], erasable=is_erasable)
 
 
 def _network(c: container.Container) -> dict:

@@ -12,6 +12,8 @@ one small interface (duck-typed; McQuic has it natively):
 ``decode_indices(indices, level)``
     frames [B, 3, H, W] of batched indices (the synthesis transform); optionally ``synthesis_batch``, the
     most frames worth synthesizing in one call (default :data:`codec.video.file.SYNTHESIS_BATCH`)
+``prior_slots`` (optional)
+    the temporal prior's scale input of each scale (default: the scale itself)
 ``codebooks(level)``
     per scale, an object with ``freq`` ([m, K] integer table) and ``groups`` (``m``): how an inter
     frame codes the indices the temporal prior missed
@@ -34,6 +36,7 @@ from .. import catalog
 from ..errors import InputError
 from ..image.tone import ToneSettings
 from ..models.vqgan_cluster import VQGANCluster
+from . import temporal
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,10 @@ class MissTable:
 
 class VQGANIndices:
     """VQGAN-cluster as an index model of video (module docstring): one index map [1, 1, h, w] per frame."""
+
+    prior_slots = (temporal.SCALES - 1,)
+    """The temporal prior sees the one token map as a coarsest scale (no coarser scale above it, the case it saw at
+    McQuic's coarsest)."""
 
     synthesis_batch = 1
     """Frames per synthesis call: the VQGAN decoder runs slower per frame in batches (320x240 on 2 cores: 116 ms
@@ -109,7 +116,7 @@ class VQGANIndices:
 
 def tone_for(net: object, level: int) -> ToneSettings | None:
     """The tone layer the frames of a new file at ``level`` carry: an image's of that level for VQGAN-cluster, else none."""
-    settings = catalog.CATALOG["vqgan"].tone_settings(level) if isinstance(index_model(net), VQGANIndices) else None
+    settings = catalog.CATALOG["vqgan"].tone_settings(level) if isinstance(net, VQGANIndices | VQGANCluster) else None
     return ToneSettings(*settings) if settings else None
 
 

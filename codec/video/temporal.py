@@ -41,14 +41,6 @@ class PriorConfig(JSONConfig):
     hidden: int = 24
 
 
-def scale_slot(scale: int, scales: int) -> int:
-    """The prior's scale input (one-hot of :data:`SCALES`) of scale ``scale`` (0 = finest) of a model with ``scales``
-    scales: counted from the coarsest, so VQGAN-cluster's one map is a coarsest scale (no coarser one above it)."""
-    if not 0 <= scale < scales <= SCALES:
-        raise ValueError(f"scale {scale} of {scales}: the prior knows at most {SCALES} scales")
-    return scale + SCALES - scales
-
-
 def shifted(prev: Tensor, dy: int, dx: int) -> Tensor:
     """``prev`` [..., h, w] moved so that out[y, x] = prev[y - dy, x - dx], edges replicated."""
     h, w = prev.shape[-2:]

@@ -126,6 +126,9 @@ def main() -> None:
     kwargs = {"quality": 2, "gop": 8}  # one GOP: an intra frame and 4 inter frames through the temporal prior
     video = codec.encode(str(HERE / CLIP), **kwargs)
     add("video-q2.bin", video, {"input": CLIP, "encode": kwargs}, codec.decode(video))
+    kwargs = {"model": "vqgan", "quality": 3, "gop": 8}  # VQGAN-cluster frames with their tone layer
+    video = codec.encode(str(HERE / CLIP), **kwargs)
+    add("video-vqgan-l3.bin", video, {"input": CLIP, "encode": kwargs}, codec.decode(video))
 
     fields = str(HERE / FIELDS)
     loose = {"quality": 3, "max_abs_error": "t=0.5,z=50"}  # loose enough for z's residual to take interpolation (coder 2)
