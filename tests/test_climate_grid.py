@@ -175,6 +175,33 @@ def test_residual_alone_search_goes_coarser_while_as_accurate_even_past_a_longer
     assert fieldcodec._residual_alone_if_better(field, valid, s4, mean, std, span, shortest, network)[0] is shortest
 
 
+@pytest.mark.parametrize(
+    ("accurate_up_to", "length", "limit", "tried", "kept"),
+    [
+        (6.0, 500, np.inf, [2.0, 3.0, 4.0, 6.0, 8.0], 6.0),  # accurate from the start: coarser while accurate, the loosest kept
+        (6.0, 100, np.inf, [2.0, 3.0, 4.0, 6.0, 8.0], None),  # ... but not shorter than the network's record
+        (1.5, 800, np.inf, [2.0, 1.5], 1.5),  # the start too inaccurate: finer once, and not the start again
+        (1.0, 800, np.inf, [2.0, 1.5], None),  # nothing accurate
+        (1.0, 50, np.inf, [2.0], None),  # inaccurate and longer: finer would only be longer
+        (8.0, 800, 1.7, [1.7], 1.7),  # capped: the limit stands for every factor above it
+    ],
+)
+def test_residual_alone_search_order(monkeypatch, accurate_up_to, length, limit, tried, kept):
+    """The bounds the residual-alone search tries (multiples of the RMSE, 1) and the one it keeps."""
+    field, network = np.zeros((4, 4)), np.ones((4, 4))
+    calls = []
+
+    def fake(field, valid, spec, mean, std, span, bound):  # noqa: ANN001, ANN202 - longer records at tighter bounds
+        calls.append(bound)
+        return b"r" * int(1000 / bound), np.full(field.shape, 1.0 if bound <= accurate_up_to else 2.0)
+
+    monkeypatch.setattr(fieldcodec, "_residual_alone", fake)
+    record = b"n" * length
+    out, _ = fieldcodec._residual_alone_if_better(field, np.ones((4, 4), bool), spec((4, 4), version=4), 0.0, 1.0, None, record, network, limit)
+    assert calls == tried
+    assert out == (record if kept is None else b"r" * int(1000 / kept))
+
+
 def test_version_4_tries_the_residual_alone_only_on_fields_the_grid_search_ran_on(net, monkeypatch):
     """A 2.5-degree field (no grid search) keeps the network without the trials, which would double its encode time."""
 

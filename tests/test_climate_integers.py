@@ -84,3 +84,17 @@ def test_a_categorical_variable_decodes_to_its_categories_through_a_file(tmp_pat
     assert codec.container.unpack(data).meta["field_records"] == archive.RECORD_VERSION == 5
     back = codec.decode(data).ptype.values
     np.testing.assert_array_equal(back, ds.ptype.values)
+
+
+def test_the_flag_needs_every_point_no_further_off(monkeypatch):
+    """Rounding that lowers the largest error and the MSE but moves one point further off is refused."""
+    field = np.zeros((1, 5))
+    s = spec(field.shape)
+    out = np.array([[0.9, 1.0, 0.4, 0.4, 0.4]])  # rounded [1, 1, 0, 0, 0]: max error stays 1, MSE falls, but 0.9 -> 1
+    record = s.head.pack(0.0, 1.0, 0, 0, 0, 0, 0.0, 1.0, 0)
+    monkeypatch.setattr(fieldcodec, "_encode", lambda net, f, sp: (record, out))
+    flagged, back = fieldcodec.encode(None, field, s)
+    assert flags(flagged, s) == 0 and back is out
+    monkeypatch.setattr(fieldcodec, "_encode", lambda net, f, sp: (record, np.array([[0.3, 1.0, 0.4, 0.2, 0.0]])))
+    flagged, back = fieldcodec.encode(None, field, s)  # every point within 0.5 except one already off by 1: all no worse
+    assert flags(flagged, s) == fieldcodec.INTEGERS and np.array_equal(back, [[0.0, 1.0, 0.0, 0.0, 0.0]])

@@ -523,3 +523,12 @@ def test_vqgan_damage_a_cut_file_and_a_lost_tone_layer_name_their_frames(vqgan_v
     with pytest.warns(file.DamagedFrames, match="damaged frames 4-6"):
         frames = codec.decode(parts[0] + container.pack(c)).to_array()
     assert np.array_equal(frames[:4], clean[:4]) and all(np.array_equal(f, clean[3]) for f in frames[4:])
+    start, _ = container.unpack(parts[1]).spans["tone"]
+    flipped = bytearray(parts[1])
+    flipped[start + 1] ^= 0xFF  # the tone layer fails its checksum: the GOP stays, its frames are named damaged
+    damaged = parts[0] + bytes(flipped)
+    with pytest.warns(file.DamagedFrames, match="damaged frames 4-6"):
+        frames = codec.decode(damaged).to_array()
+    assert np.array_equal(frames[:4], clean[:4]) and len(frames) == 7
+    info = codec.info(damaged)
+    assert info["frames"] == 7 and info["damaged_frames"] == 3 and info["damaged_bytes"] == 0

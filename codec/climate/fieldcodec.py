@@ -46,8 +46,9 @@ where the network codes a field on its own grid or one 2x coarser (rough fields:
 precipitation; only fields large enough for the grid search, whose choice is the sign: on coarse
 grids the network is the better coder and the trials cost 2x the encode time for nothing), the
 encoder also codes the field by the residual coder alone at bounds of a few
-multiples of the network's RMSE (:data:`ALONE_FACTORS`, a local search) and keeps the loosest one
-that is both shorter and at least as accurate (MSE) as the network's record: on fields with exactly
+multiples of the network's RMSE (:data:`ALONE_FACTORS`, a local search: from 2x to looser bounds while
+each stays at least as accurate (MSE) as the network's record, or to finer ones while not) and keeps the
+loosest accurate one if it is shorter than the network's record: on fields with exactly
 zero or flat regions the residual coder's error is far below its bound there, so it often wins on
 both counts.  Otherwise the layout is that of version 3.
 
@@ -318,7 +319,7 @@ def _residual_alone_if_better(
         candidate, alone = _residual_alone(field, valid, spec, mean, std, span, bound)
         return candidate, alone, _mse(field, alone, valid) <= mse
 
-    i = bounds.index(min(ALONE_START * mse**0.5, limit))
+    i = top = bounds.index(min(ALONE_START * mse**0.5, limit))
     candidate, alone, accurate = trial(bounds[i])
     while not accurate and len(candidate) < len(record) and i > 0:  # finer: more bytes, less error
         i -= 1
@@ -326,7 +327,7 @@ def _residual_alone_if_better(
     if not accurate:
         return record, out
     best = candidate, alone
-    for bound in bounds[i + 1 :]:  # coarser (fewer bytes) while as accurate as the network
+    for bound in bounds[i + 1 :] if i == top else ():  # coarser (fewer bytes) while as accurate (bounds from the start up, if it was)
         candidate, alone, accurate = trial(bound)
         if not accurate:
             break

@@ -35,7 +35,7 @@ from torch import Tensor
 from .. import container
 from ..entropy import categorical
 from ..entropy.tables import table_to_probabilities
-from ..errors import CorruptStreamError
+from ..errors import CorruptStreamError, ModelError
 from ..image.tone import ToneSettings
 from . import temporal
 from .index_models import index_model
@@ -75,7 +75,10 @@ class VideoCoder:
         """The prior's scale input (one-hot of ``temporal.SCALES``) for ``scale`` of the image model: the scale itself
         (McQuic), or what the index model says (``prior_slots``: VQGAN-cluster's one map is a coarsest scale)."""
         slots = getattr(self.net, "prior_slots", None)
-        return slots[scale] if slots is not None else scale
+        slot = slots[scale] if slots is not None else scale
+        if not 0 <= slot < temporal.SCALES:
+            raise ModelError(f"the temporal prior knows {temporal.SCALES} latent scales; this model has more")
+        return slot
 
     # -- intra -------------------------------------------------------------------------------------
 

@@ -47,6 +47,9 @@ def describe(data: bytes | mmap.mmap) -> dict:
     sizes: dict[str, list[int]] = {"intra": [], "inter": []}
     damaged, tone_bytes = 0, 0
     for gop in index:
+        if "tone" in gop.head.missing:  # (decoding names every frame of the GOP damaged)
+            damaged += gop.head.shape[0]
+            continue
         for name, _ in gop.head.streams:
             if not is_frame(name):
                 tone_bytes += gop.head.spans[name][1] if name == "tone" else 0
